@@ -1,0 +1,308 @@
+"""The ``nightscore`` command (Typer + Rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, timedelta
+from functools import wraps
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import NightscoreError
+from pipeline.jobs import parse_ds
+
+app = typer.Typer(
+    help="nightscore: extract, validate, score and publish one day of predictions at a time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold credentials
+)
+model_app = typer.Typer(help="The model registry: versions and aliases.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn errors into one paragraph and a non-zero exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return fn(*args, **kwargs)
+        except NightscoreError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]; published data is unchanged")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _yesterday() -> date:
+    return date.today() - timedelta(days=1)
+
+
+def _day(value: Optional[str], where: str) -> date:
+    return _yesterday() if value is None else parse_ds(value, where)
+
+
+@app.command()
+@friendly
+def init() -> None:
+    """Apply the SQL migrations and create the artifact store (bucket or folder)."""
+    from pipeline import db
+    from pipeline.storage import open_store
+
+    s = _settings()
+    applied = db.migrate(db.engine(s))
+    store = open_store(s)
+    if hasattr(store, "ensure_bucket"):
+        store.ensure_bucket()
+    out.print(f"database {db.safe_url(db.database_url(s))}: {len(applied)} migration(s) applied{': ' + ', '.join(applied) if applied else ' (up to date)'}")
+    out.print(f"artifacts: {store.root_uri}")
+
+
+@app.command("demo-data")
+@friendly
+def demo_data(
+    start: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD); default: 28 days before --end"),
+    end: Optional[str] = typer.Option(None, help="last day (YYYY-MM-DD); default: yesterday"),
+    customers: int = typer.Option(20_000, min=1, help="customers per day"),
+) -> None:
+    """Create the demo source table demo.customer_activity (deterministic per day)."""
+    from pipeline.demo import load_demo_data
+
+    last = _day(end, "--end")
+    first = parse_ds(start, "--start") if start else last - timedelta(days=27)
+    if first > last:
+        raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
+    res = load_demo_data(_settings(), first, last, customers)
+    out.print(f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows")
+
+
+@app.command()
+@friendly
+def train(
+    job: str = typer.Option(..., help="job name (a spec in the jobs folder)"),
+    end: Optional[str] = typer.Option(None, help="last holdout day (YYYY-MM-DD); default: yesterday"),
+    promote: str = typer.Option("if_none", help="if_none | if_better | always | never: when to point the alias at the new version"),
+) -> None:
+    """Train, evaluate on the held-out days and register a new model version."""
+    from pipeline.jobs import load_job
+    from pipeline.train import train_model
+
+    if promote not in ("if_none", "if_better", "always", "never"):
+        raise NightscoreError(f"--promote {promote!r} is not one of if_none, if_better, always, never", where="--promote")
+    s = _settings()
+    spec = load_job(s.jobs_dir, job)
+    with out.status(f"training {spec.model.name} for job {job}…"):
+        res = train_model(s, spec, end=_day(end, "--end"), promote=promote)  # type: ignore[arg-type]
+    out.print(f"registered {res.model_name} v{res.version}: AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows")
+    out.print(res.reason)
+
+
+def _print_run(state: Any) -> None:
+    c = state.counts
+    out.print(
+        f"run {state.run_id} {state.job} {state.ds}: extracted {c.get('extracted', 0):,}, valid {c.get('valid', 0):,}, "
+        f"quarantined {c.get('quarantined', 0):,}, scored {c.get('scored', 0):,}, published {c.get('published', 0):,} "
+        f"with {state.model_name} v{state.model_version}" + (" (dry run)" if state.dry_run else "")
+    )
+
+
+@app.command()
+@friendly
+def score(
+    job: str = typer.Option(..., help="job name"),
+    ds: Optional[str] = typer.Option(None, help="partition day (YYYY-MM-DD); default: yesterday"),
+    model_version: Optional[int] = typer.Option(None, "--model-version", min=1, help="pin a registered version instead of the job's alias"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and score, publish nothing"),
+) -> None:
+    """Score one (job, day) partition and publish it atomically (safe to rerun)."""
+    from pipeline.run import score_partition
+
+    s = _settings()
+    day = _day(ds, "--ds")
+    with out.status(f"scoring {job} {day}…"):
+        state = score_partition(s, job, day, model_version=model_version, dry_run=dry_run)
+    _print_run(state)
+
+
+@app.command()
+@friendly
+def backfill(
+    job: str = typer.Option(..., help="job name"),
+    start: str = typer.Option(..., help="first day (YYYY-MM-DD)"),
+    end: str = typer.Option(..., help="last day, inclusive (YYYY-MM-DD)"),
+    model_version: Optional[int] = typer.Option(None, "--model-version", min=1, help="pin a registered version"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+) -> None:
+    """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1."""
+    from rich.progress import Progress
+
+    from pipeline.run import score_partition
+
+    s = _settings()
+    first, last = parse_ds(start, "--start"), parse_ds(end, "--end")
+    if first > last:
+        raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    failures: list[str] = []
+    with Progress(console=out) as progress:
+        task = progress.add_task(f"backfill {job}", total=len(days))
+        for d in days:
+            try:
+                _print_run(score_partition(s, job, d, model_version=model_version, dry_run=dry_run))
+            except NightscoreError as exc:
+                failures.append(f"{d}: {exc}")
+                err.print(f"[red]{d} failed:[/] {exc}")
+            progress.advance(task)
+    if failures:
+        raise NightscoreError(f"{len(failures)} of {len(days)} day(s) failed: " + " | ".join(failures), fix="see each day's error; rerun those days once fixed")
+
+
+@app.command()
+@friendly
+def runs(
+    job: Optional[str] = typer.Option(None, help="only this job"),
+    limit: int = typer.Option(20, min=1),
+    show: Optional[str] = typer.Option(None, "--show", help="print one run's record and manifest"),
+) -> None:
+    """List recent scoring runs, or show one."""
+    from pipeline import db
+    from pipeline import runs as runs_mod
+    from pipeline.storage import open_store
+
+    s = _settings()
+    eng = db.ready_engine(s)
+    if show:
+        rec = runs_mod.get(eng, show)
+        if rec is None:
+            raise NightscoreError(f"no run {show!r}", where="scoring_runs", fix="list runs with `nightscore runs`")
+        manifest = None
+        if rec.get("manifest_uri"):
+            store = open_store(s)
+            try:
+                manifest = json.loads(store.get_bytes(store.key(rec["manifest_uri"])))
+            except NightscoreError as exc:
+                manifest = {"unreadable": str(exc)}
+        out.print_json(json.dumps({"run": rec, "manifest": manifest}, default=str))
+        return
+    table = Table("run id", "job", "ds", "status", "model", "extracted", "valid", "quarant.", "published", "started", "error")
+    for r in runs_mod.recent(eng, job, limit):
+        status = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(r["status"], r["status"])
+        model = f"{r['model_name']} v{r['model_version']}" if r["model_version"] else ""
+        table.add_row(
+            str(r["run_id"]), r["job"], str(r["ds"]), status + (" (dry)" if r["dry_run"] else ""), model,
+            *(f"{r[k]:,}" if r[k] is not None else "" for k in ("rows_extracted", "rows_valid", "rows_quarantined", "rows_published")),
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), (r["error"] or "")[:80],
+        )
+    out.print(table)
+
+
+@model_app.command("list")
+@friendly
+def model_list(name: Optional[str] = typer.Argument(None, help="model name; default: all")) -> None:
+    """List registered versions with their metrics and aliases."""
+    from pipeline import db, registry
+
+    eng = db.ready_engine(_settings())
+    al = registry.aliases(eng, name)
+    table = Table("model", "version", "aliases", "AUC", "log loss", "trained on", "sha256")
+    for mv in registry.list_versions(eng, name):
+        tags = ", ".join(a for (m, a), v in al.items() if m == mv.name and v == mv.version)
+        w = mv.training_window
+        table.add_row(mv.name, str(mv.version), tags, f"{mv.metrics.get('auc', float('nan')):.4f}", f"{mv.metrics.get('logloss', float('nan')):.4f}",
+                      f"{w.get('train_start')}..{w.get('holdout_end')}", mv.sha256[:12])
+    out.print(table)
+
+
+@model_app.command("promote")
+@friendly
+def model_promote(name: str, version: int, alias: str = typer.Option("champion"), reason: str = typer.Option("manual promotion")) -> None:
+    """Point ALIAS (default champion) at VERSION; takes effect for the next run."""
+    from pipeline import db, registry
+
+    prev = registry.set_alias(db.ready_engine(_settings()), name, alias, version, reason=reason)
+    out.print(f"{name}@{alias}: v{prev} → v{version}" if prev else f"{name}@{alias}: v{version}")
+
+
+@model_app.command("rollback")
+@friendly
+def model_rollback(name: str, alias: str = typer.Option("champion")) -> None:
+    """Point ALIAS back at the version it had before its last change."""
+    from pipeline import db, registry
+
+    eng = db.ready_engine(_settings())
+    prev, now = registry.rollback(eng, name, alias)
+    out.print(f"{name}@{alias}: v{now} → v{prev} (rolled back)")
+
+
+@app.command()
+@friendly
+def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(20_000, min=1)) -> None:
+    """Set up everything on the embedded defaults and score yesterday's demo partition (what `make run` does)."""
+    from pipeline import db, registry
+    from pipeline.demo import load_demo_data
+    from pipeline.jobs import load_job
+    from pipeline.run import score_partition
+    from pipeline.storage import open_store
+    from pipeline.train import train_model
+
+    s = _settings()
+    spec = load_job(s.jobs_dir, job)
+    y = _yesterday()
+    with out.status("starting PostgreSQL and applying migrations…"):
+        url = db.database_url(s)
+        eng = db.ready_engine(s)
+        store = open_store(s)
+    out.print(f"[bold]database[/] {db.safe_url(url)}")
+    with out.status("loading demo source data…"):
+        res = load_demo_data(s, y - timedelta(days=spec.training.train_days + spec.training.holdout_days), y, customers)
+    out.print(f"[bold]source[/]   demo.customer_activity: {res['rows']:,} rows ({res['days_written']} day(s) generated, {res['days_kept']} reused)")
+    if (spec.model.name, spec.model.alias) not in registry.aliases(eng, spec.model.name):
+        with out.status(f"training {spec.model.name}…"):
+            tr = train_model(s, spec, end=y - timedelta(days=1))
+        out.print(f"[bold]model[/]    trained {tr.model_name} v{tr.version} (holdout AUC {tr.metrics['auc']:.4f}); {tr.reason}")
+    else:
+        out.print(f"[bold]model[/]    reusing {spec.model.name}@{spec.model.alias}")
+    with out.status(f"scoring {job} {y}…"):
+        state = score_partition(s, job, y)
+    _print_run(state)
+    out.print(f"[bold]artifacts[/] {store.uri(state.prefix)}")
+    out.print(f"[bold]psql[/]     psql '{db.libpq_uri(url)}'")
+    out.print(
+        "[bold]try[/]      SELECT label, count(*), round(avg(score)::numeric, 3) FROM predictions "
+        f"WHERE job = '{job}' AND ds = '{y}' GROUP BY label;"
+    )
+
+
+@app.command()
+@friendly
+def stop() -> None:
+    """Stop the embedded PostgreSQL server (it is restarted on demand)."""
+    from pipeline import db
+
+    s = _settings()
+    out.print("stopped the embedded PostgreSQL" if db.stop_embedded(s.home) else "the embedded PostgreSQL was not running")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,83 @@
+"""Settings, read once from the environment, failing fast with the variable's name.
+
+Outside Airflow every setting comes from ``NIGHTSCORE_*`` variables (``.env.example`` lists them).
+Inside Airflow the DAGs build a :class:`Settings` from Airflow Connections instead.
+With nothing set, everything lives under ``.nightscore/`` (the *embedded defaults*).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+#: The repository root: ``pipeline/`` and ``sql/`` and ``dags/`` sit side by side in it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def _int_env(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number", where="environment", fix=f"set {name} to a positive integer or unset it"
+        ) from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive", where="environment", fix=f"set {name} to a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a stage needs to know about its surroundings."""
+
+    home: Path
+    database_url: str | None  # None: the embedded PostgreSQL under ``home``
+    artifact_uri: str
+    jobs_dir: Path
+    threads: int
+    batch_rows: int
+    s3_endpoint_url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def with_overrides(self, **kw: object) -> Settings:
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``)."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("NIGHTSCORE_HOME") or Path.cwd() / ".nightscore").resolve()
+    artifact_uri = env.get("NIGHTSCORE_ARTIFACT_URI") or str(home / "artifacts")
+    if "://" in artifact_uri and not artifact_uri.startswith(("s3://", "file://")):
+        raise ConfigError(
+            f"NIGHTSCORE_ARTIFACT_URI={artifact_uri!r} has an unsupported scheme",
+            where="environment",
+            fix="use s3://bucket/prefix or a local folder path",
+        )
+    database_url = env.get("NIGHTSCORE_DATABASE_URL") or None
+    if database_url and not database_url.startswith(("postgresql", "postgres://")):
+        raise ConfigError(
+            "NIGHTSCORE_DATABASE_URL must be a PostgreSQL URL",
+            where="environment",
+            fix="use postgresql://user:password@host:5432/dbname, or unset it for the embedded database",
+        )
+    return Settings(
+        home=home,
+        database_url=database_url,
+        artifact_uri=artifact_uri,
+        jobs_dir=Path(env.get("NIGHTSCORE_JOBS_DIR") or PROJECT_ROOT / "dags" / "jobs").resolve(),
+        threads=_int_env(env, "NIGHTSCORE_THREADS", os.cpu_count() or 1),
+        batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
+        s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+    )

@@ -1,0 +1,231 @@
+"""PostgreSQL: the embedded server, engines, the migrations runner, named SQL, and ADBC connections.
+
+SQLAlchemy Core (psycopg2) carries DDL, the publish swap, the registry and run records;
+bulk data moves as Arrow through the ADBC PostgreSQL driver (COPY BINARY underneath).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from pipeline.config import SQL_DIR, Settings
+from pipeline.errors import ConfigError, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from adbc_driver_postgresql import dbapi as adbc_dbapi
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB_NAME = "nightscore"
+MIGRATIONS_LOCK_KEY = 0x6E5F6D6967  # "n_mig": one cluster-wide advisory lock for migrations
+
+
+# --------------------------------------------------------------------------------------------
+# Where the database is
+# --------------------------------------------------------------------------------------------
+def start_embedded(home: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL under ``home/pgdata``; return its base URL.
+
+    The server is `pgserver`'s bundled PostgreSQL. It keeps running after this process exits
+    so the next command is fast; ``nightscore stop`` stops it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI)
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    pgdata = home / "pgdata"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # pgserver raises plain exceptions with its log in them
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL: {exc}",
+            where=str(pgdata),
+            fix=f"read {pgdata / 'log'}; delete {pgdata} to start afresh, or set NIGHTSCORE_DATABASE_URL to a server of yours",
+        ) from exc
+    base = make_url(server.get_uri())
+    admin = sa.create_engine(base.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": EMBEDDED_DB_NAME}).scalar()
+        if not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"'))
+    admin.dispose()
+    return base.set(database=EMBEDDED_DB_NAME).render_as_string(hide_password=False)
+
+
+def stop_embedded(home: Path) -> bool:
+    """Stop the embedded server if it runs. Returns whether one was running."""
+    import subprocess
+
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    pgdata = home / "pgdata"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    subprocess.run(
+        ["su", "pgserver", "-s", "/bin/sh", "-c", f"{POSTGRES_BIN_PATH / 'pg_ctl'} -D {pgdata} -m fast -w stop"]
+        if _is_root()
+        else [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+        check=False,
+        capture_output=True,
+    )
+    return True
+
+
+def _is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to use: the configured one, or the embedded server's (started on demand)."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.home)
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _sqlalchemy_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(
+            "the database URL cannot be parsed", where="NIGHTSCORE_DATABASE_URL", fix="use postgresql://user:password@host:5432/dbname"
+        ) from exc
+    return parsed.set(drivername="postgresql+psycopg2")
+
+
+def libpq_uri(url: str) -> str:
+    """A plain libpq URI (what ADBC and psql take) for a SQLAlchemy-style URL."""
+    return _sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=16)
+def _engine_for(url: str) -> Engine:
+    return sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+
+def engine(settings: Settings) -> Engine:
+    """A pooled engine for ``settings``; raises :class:`DatabaseUnavailable` with a useful message."""
+    url = database_url(settings)
+    eng = _engine_for(url)
+    try:
+        with eng.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL ({reason})",
+            where=safe_url(url),
+            fix="start the server or correct NIGHTSCORE_DATABASE_URL (unset it to use the embedded database under .nightscore/)",
+        ) from None
+    return eng
+
+
+@contextmanager
+def adbc_connect(settings: Settings) -> Iterator[adbc_dbapi.Connection]:
+    """An ADBC connection (autocommit off) to the same database."""
+    from adbc_driver_postgresql import dbapi
+
+    conn = dbapi.connect(libpq_uri(database_url(settings)))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Named SQL and migrations
+# --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def query(name: str) -> sa.TextClause:
+    """The named query ``sql/queries/<name>.sql`` as a SQLAlchemy text clause with bind parameters."""
+    path = SQL_DIR / "queries" / f"{name}.sql"
+    return sa.text(path.read_text())
+
+
+def migration_files() -> list[Path]:
+    files = sorted(p for p in (SQL_DIR / "migrations").glob("*.sql") if re.match(r"^\d{3}_", p.name))
+    numbers = [p.name[:3] for p in files]
+    if len(numbers) != len(set(numbers)):
+        raise ConfigError("two migrations share a number", where=str(SQL_DIR / "migrations"), fix="renumber them")
+    return files
+
+
+def migrate(eng: Engine) -> list[str]:
+    """Apply every migration not yet applied, in order, each in its own transaction, under a lock.
+
+    Returns the names applied now. Safe to run concurrently and repeatedly.
+    """
+    applied_now: list[str] = []
+    with eng.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATIONS_LOCK_KEY})
+        try:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version text PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            conn.commit()
+            done = {r.version: r.sha256 for r in conn.execute(sa.text("SELECT version, sha256 FROM schema_migrations"))}
+            conn.commit()
+            for path in migration_files():
+                text = path.read_text()
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                version = path.name[:3]
+                if version in done:
+                    if done[version] != digest:
+                        log.warning("migration %s changed after it was applied; not re-applied", path.name)
+                    continue
+                with conn.begin():
+                    run_script(conn, text)
+                    conn.execute(
+                        sa.text("INSERT INTO schema_migrations (version, name, sha256) VALUES (:v, :n, :s)"),
+                        {"v": version, "n": path.name, "s": digest},
+                    )
+                applied_now.append(path.name)
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATIONS_LOCK_KEY})
+            conn.commit()
+    return applied_now
+
+
+def run_script(conn: sa.Connection, text: str) -> None:
+    """Run a multi-statement SQL file as is (no parameter interpolation, so ``%`` is literal)."""
+    with conn.connection.cursor() as cur:
+        cur.execute(text)
+
+
+def ready_engine(settings: Settings) -> Engine:
+    """An engine on a database whose migrations are all applied."""
+    eng = engine(settings)
+    migrate(eng)
+    return eng
+
+
+def fetch_one(eng: Engine, query_name: str, **params: Any) -> sa.Row | None:
+    with eng.connect() as conn:
+        return conn.execute(query(query_name), params).first()

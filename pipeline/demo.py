@@ -1,0 +1,108 @@
+"""Synthetic but realistic customer-activity data for the demo ``churn`` job.
+
+Deterministic: a day's rows depend only on the day and the customer count, never on when or how
+often the generator runs. The label really depends on the features, so a model can learn it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+from pipeline import db
+from pipeline.config import Settings
+
+DEMO_TABLE = "customer_activity"
+DEMO_SCHEMA = "demo"
+PLANS = np.array(["basic", "standard", "premium"])
+REGIONS = np.array(["north", "south", "east", "west"])
+PAYMENTS = np.array(["card", "paypal", "invoice"])
+
+
+def generate_day(ds: date, customers: int = 20_000) -> pa.Table:
+    """One day of activity for ``customers`` customers (ids 1..N)."""
+    base = np.random.default_rng(20240601)  # customers' stable traits
+    tenure0 = base.gamma(2.0, 14.0, customers)
+    spend_base = base.lognormal(3.6, 0.5, customers)
+    plan_idx = base.choice(3, customers, p=[0.5, 0.35, 0.15])
+    region_idx = base.choice(4, customers)
+    pay_idx = base.choice(3, customers, p=[0.6, 0.25, 0.15])
+    engagement = base.normal(0.0, 1.0, customers)
+
+    rng = np.random.default_rng(ds.toordinal())  # the day's noise
+    n = customers
+    day_offset = (ds - date(2024, 1, 1)).days / 30.0
+    tenure = np.clip(np.floor(tenure0 + day_offset), 0, 600).astype(np.int64)
+    spend = np.round(spend_base * (1 + 0.4 * plan_idx) * rng.normal(1.0, 0.05, n), 2).clip(0, 10_000)
+    sessions = rng.poisson(np.exp(2.5 + 0.6 * engagement)).clip(0, 10_000).astype(np.int64)
+    tickets = rng.poisson(np.exp(-0.5 - 0.4 * engagement + 0.3 * (pay_idx == 2))).astype(np.int64)
+    last_login = np.round(rng.exponential(np.exp(1.2 - 0.8 * engagement)), 1).clip(0, 3650)
+    minutes = np.round(rng.gamma(2.0, 6.0 + 2.0 * engagement.clip(-2, 2) + 4.0, n), 1).clip(0, 1440)
+    discount = np.round(rng.choice([0, 0, 0, 5, 10, 20], n) + 0.0, 1)
+
+    logit = (
+        -1.3
+        - 0.035 * tenure
+        + 0.55 * tickets
+        + 0.06 * last_login
+        - 0.04 * sessions
+        - 0.35 * plan_idx
+        + 0.6 * (pay_idx == 2)
+        - 0.04 * discount
+        + 0.3 * (region_idx == 1)
+        + rng.normal(0, 0.4, n)
+    )
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+
+    login_null = rng.random(n) < 0.03
+    minutes_null = rng.random(n) < 0.02
+    pay_null = rng.random(n) < 0.01
+    return pa.table(
+        {
+            "ds": pa.array([ds] * n, pa.date32()),
+            "customer_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "tenure_months": pa.array(tenure),
+            "monthly_spend": pa.array(spend),
+            "sessions_30d": pa.array(sessions),
+            "support_tickets_90d": pa.array(tickets),
+            "days_since_last_login": pa.array(last_login, mask=login_null),
+            "avg_session_minutes": pa.array(minutes, mask=minutes_null),
+            "discount_pct": pa.array(discount),
+            "plan": pa.array(PLANS[plan_idx]),
+            "region": pa.array(REGIONS[region_idx]),
+            "payment_method": pa.array(PAYMENTS[pay_idx], mask=pay_null),
+            "churned": pa.array(churned),
+        }
+    )
+
+
+def load_demo_data(settings: Settings, start: date, end: date, customers: int = 20_000) -> dict[str, int]:
+    """Make sure ``demo.customer_activity`` holds days ``start``..``end`` (inclusive).
+
+    Days already present with the expected row count are kept; others are (re)written.
+    Returns ``{"days_written": .., "days_kept": .., "rows": ..}``.
+    """
+    eng = db.ready_engine(settings)
+    with eng.begin() as conn:
+        db.run_script(conn, db.query("create_demo_source").text)
+        have = {
+            r.ds: r.n
+            for r in conn.execute(
+                sa.text("SELECT ds, count(*) AS n FROM demo.customer_activity WHERE ds BETWEEN :a AND :b GROUP BY ds"),
+                {"a": start, "b": end},
+            )
+        }
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    todo = [d for d in days if have.get(d) != customers]
+    if todo:
+        with eng.begin() as conn:  # a half-written day is rewritten next time: its count is off
+            conn.execute(sa.text("DELETE FROM demo.customer_activity WHERE ds = ANY(:days)"), {"days": todo})
+        with db.adbc_connect(settings) as conn:
+            with conn.cursor() as cur:
+                for d in todo:
+                    cur.adbc_ingest(DEMO_TABLE, generate_day(d, customers), mode="append", db_schema_name=DEMO_SCHEMA)
+            conn.commit()
+    return {"days_written": len(todo), "days_kept": len(days) - len(todo), "rows": len(days) * customers}

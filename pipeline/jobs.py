@@ -1,0 +1,239 @@
+"""Job specs: one YAML file per scoring job, with its feature contract, loaded and validated.
+
+The feature contract is the single source of truth: the GX suite, the model's feature list and the
+scoring input order all derive from it. An invalid spec is rejected at load time with the file,
+the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import JobSpecError, NightscoreError
+
+NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
+_BIND_RE = re.compile(r"(?<![:\w]):(ds|start|end)\b")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One column of the feature contract."""
+
+    name: str = Field(pattern=NAME_RE)
+    type: Literal["float", "int", "category", "bool"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None  # allowed categories, in model code order
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Feature:
+        if self.type == "category":
+            if not self.values:
+                raise ValueError(f"category feature {self.name!r} needs a non-empty 'values' list")
+            if len(set(self.values)) != len(self.values):
+                raise ValueError(f"category feature {self.name!r} lists a value twice")
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"category feature {self.name!r} cannot have min/max")
+        elif self.values is not None:
+            raise ValueError(f"only category features take 'values' ({self.name!r} is {self.type})")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r} has min > max")
+        return self
+
+
+class Source(_Strict):
+    """Where a day's rows come from: a SQL file (relative to the spec) with ``:ds``/``:start``/``:end`` binds."""
+
+    sql: str
+
+    def path(self, spec_dir: Path) -> Path:
+        return (spec_dir / self.sql).resolve()
+
+
+class ModelRef(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    alias: str = Field(default="champion", pattern=NAME_RE)
+
+
+class Decision(_Strict):
+    """How a score becomes a label: ``score >= threshold`` → ``positive`` else ``negative``."""
+
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    positive: str = "positive"
+    negative: str = "negative"
+
+
+class Training(_Strict):
+    sql: str  # query over a labelled window, binds :start and :end (dates, end exclusive)
+    label: str = Field(pattern=NAME_RE)
+    train_days: int = Field(default=21, ge=1)
+    holdout_days: int = Field(default=7, ge=1)
+    promote_margin: float = Field(default=0.0, ge=0)  # AUC the new model must gain to replace the champion
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    num_boost_round: int = Field(default=200, ge=1)
+
+
+class ValidationPolicy(_Strict):
+    policy: Literal["fail", "quarantine"] = "fail"
+    max_bad_ratio: float = Field(default=0.0, ge=0, le=1)
+    min_rows: int = Field(default=1, ge=1)
+
+
+class Drift(_Strict):
+    psi_warn: float = Field(default=0.1, ge=0)
+    psi_fail: float | None = Field(default=None, ge=0)
+
+
+class JobSpec(_Strict):
+    name: str = Field(pattern=NAME_RE)
+    description: str = ""
+    owner: str = "data-engineering"
+    schedule: str = "@daily"
+    timezone: str = "UTC"
+    max_active_runs: int = Field(default=4, ge=1)
+    entity_key: str = Field(pattern=NAME_RE)
+    source: Source
+    features: list[Feature] = Field(min_length=1)
+    model: ModelRef
+    decision: Decision = Decision()
+    training: Training
+    validation: ValidationPolicy = ValidationPolicy()
+    drift: Drift = Drift()
+    tags: list[str] = Field(default_factory=list)
+
+    # set by the loader, not part of the YAML
+    spec_path: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown timezone {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> JobSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        if self.entity_key in names:
+            raise ValueError(f"entity_key {self.entity_key!r} cannot also be a feature")
+        if self.training.label in names or self.training.label == self.entity_key:
+            raise ValueError(f"training.label {self.training.label!r} clashes with a feature or the entity key")
+        return self
+
+    # ---- derived ------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns a scoring partition must have, in order."""
+        return [self.entity_key, *self.feature_names]
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.spec_path.parent
+
+    def source_sql(self, ds: date) -> str:
+        return render_binds(self.source.path(self.spec_dir).read_text(), ds=ds)
+
+    def training_sql(self, start: date, end: date) -> str:
+        return render_binds((self.spec_dir / self.training.sql).read_text(), start=start, end=end)
+
+
+def render_binds(text: str, *, ds: date | None = None, start: date | None = None, end: date | None = None) -> str:
+    """Replace ``:ds``, ``:start`` and ``:end`` with typed literals.
+
+    The values are ``date`` objects, never user text, so the literals are safe by construction;
+    a plain query (no server-side parameters) lets the ADBC driver use COPY BINARY.
+    In a scoring query (``ds`` given) ``:start``/``:end`` are the day's data interval as
+    ``TIMESTAMPTZ`` [ds 00:00 UTC, ds+1 00:00 UTC); in a training query they are the window's
+    first day and the day after its last, as ``DATE``.
+    """
+    interval = ds is not None
+    if ds is not None:
+        start = start or ds
+        end = end or ds + timedelta(days=1)
+    values = {"ds": ds, "start": start, "end": end}
+
+    def sub(m: re.Match[str]) -> str:
+        v = values[m.group(1)]
+        if v is None:
+            raise JobSpecError(f"the query uses :{m.group(1)} but no value is available for it", fix="use :ds in scoring queries and :start/:end in training queries")
+        if m.group(1) == "ds" or not interval:
+            return f"DATE '{v.isoformat()}'"
+        return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=timezone.utc).isoformat()}'"
+
+    return _BIND_RE.sub(sub, text)
+
+
+def _format_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"field '{loc}': {msg}")
+    return "; ".join(parts)
+
+
+def load_spec(path: Path) -> JobSpec:
+    """Load and validate one spec file; every problem names the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise JobSpecError(f"job spec is not valid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise JobSpecError("job spec must be a mapping of fields", where=str(path), fix="see dags/jobs/churn.yml for the shape")
+    try:
+        spec = JobSpec.model_validate({**raw, "spec_path": path.resolve()})
+    except ValidationError as exc:
+        raise JobSpecError(f"invalid job spec: {_format_error(exc)}", where=str(path), fix="correct the field(s) named; the README's 'Job spec' section lists them") from None
+    if spec.name != path.stem:
+        raise JobSpecError(f"job name {spec.name!r} differs from the file name {path.stem!r}", where=str(path), fix=f"rename the file to {spec.name}.yml or set name: {path.stem}")
+    for label, rel in (("source.sql", spec.source.sql), ("training.sql", spec.training.sql)):
+        if not (spec.spec_dir / rel).is_file():
+            raise JobSpecError(f"{label} file {rel!r} does not exist", where=str(path), fix=f"create {spec.spec_dir / rel} or correct the path")
+    return spec
+
+
+def spec_files(jobs_dir: Path) -> list[Path]:
+    return sorted(jobs_dir.glob("*.yml")) + sorted(jobs_dir.glob("*.yaml"))
+
+
+def load_job(jobs_dir: Path, name: str) -> JobSpec:
+    """The spec of job ``name`` from ``jobs_dir``."""
+    for path in spec_files(jobs_dir):
+        if path.stem == name:
+            return load_spec(path)
+    known = ", ".join(p.stem for p in spec_files(jobs_dir)) or "none"
+    raise JobSpecError(f"unknown job {name!r} (known jobs: {known})", where=str(jobs_dir), fix=f"add {jobs_dir / (name + '.yml')} or pick a known job")
+
+
+def load_all(jobs_dir: Path) -> list[JobSpec]:
+    return [load_spec(p) for p in spec_files(jobs_dir)]
+
+
+def parse_ds(text: str, where: str = "--ds") -> date:
+    """Parse a partition date ``YYYY-MM-DD`` with a clear error."""
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise NightscoreError(f"{text!r} is not a date", where=where, fix="give the day as YYYY-MM-DD, e.g. 2026-11-20") from None

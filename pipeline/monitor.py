@@ -1,0 +1,65 @@
+"""Monitor: drift of the day's scores against the model's training reference (population stability index)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from sqlalchemy.engine import Engine
+
+from pipeline.jobs import JobSpec
+from pipeline.storage import ArtifactStore, model_prefix
+
+log = logging.getLogger(__name__)
+BINS = 10
+
+
+def reference_bins(values: np.ndarray) -> dict[str, list[float]]:
+    """Decile edges of ``values`` and the share of values in each bin: a model's drift reference."""
+    values = values[~np.isnan(values)]
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)))
+    counts = np.histogram(values, bins=_open_edges(edges))[0]
+    return {"edges": edges.tolist(), "shares": (counts / max(counts.sum(), 1)).tolist()}
+
+
+def _open_edges(edges: np.ndarray) -> np.ndarray:
+    e = np.asarray(edges, dtype=np.float64).copy()
+    e[0], e[-1] = -np.inf, np.inf
+    return e
+
+
+def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
+    """Population stability index of ``values`` against a :func:`reference_bins` reference."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan")
+    counts = np.histogram(values, bins=_open_edges(np.array(reference["edges"])))[0]
+    actual = np.clip(counts / counts.sum(), 1e-6, None)
+    expected = np.clip(np.array(reference["shares"]), 1e-6, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def drift_report(store: ArtifactStore, eng: Engine, spec: JobSpec, model_version: int | None, predictions_path: Path) -> dict[str, Any]:
+    """Score PSI against the model's holdout scores, with the job's warning threshold applied."""
+    scores = pq.read_table(predictions_path, columns=["score"]).column("score").to_numpy()
+    report: dict[str, Any] = {"score_mean": float(scores.mean()) if len(scores) else None, "rows": int(len(scores))}
+    if model_version is None:
+        return report
+    key = f"{model_prefix(spec.model.name, model_version)}/manifest.json"
+    try:
+        manifest = json.loads(store.get_bytes(key))
+    except Exception:
+        log.warning("no manifest at %s; drift not measured", key)
+        return report
+    ref = (manifest.get("reference") or {}).get("score")
+    if ref:
+        value = psi(ref, scores)
+        report["score_psi"] = round(value, 5)
+        report["score_psi_warn"] = bool(value > spec.drift.psi_warn)
+        if report["score_psi_warn"]:
+            log.warning("score drift for %s: PSI %.3f above %.3f", spec.name, value, spec.drift.psi_warn)
+    return report

@@ -1,0 +1,189 @@
+"""Model registry: versions (XGBoost ``.ubj`` + manifest in the artifact store, metadata in PostgreSQL),
+aliases such as ``champion`` with their full history, and checksum-verified loading.
+
+Models are only ever stored in XGBoost's own format: never pickle or joblib.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline import db
+from pipeline.errors import ModelError
+from pipeline.storage import ArtifactStore, model_prefix
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    artifact_uri: str
+    sha256: str
+    features: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    training_window: dict[str, Any]
+    xgboost_version: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.features]
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _row_to_version(row: sa.Row) -> ModelVersion:
+    return ModelVersion(
+        name=row.model_name,
+        version=row.version,
+        artifact_uri=row.artifact_uri,
+        sha256=row.sha256,
+        features=row.features,
+        metrics=row.metrics,
+        training_window=row.training_window,
+        xgboost_version=row.xgboost_version,
+    )
+
+
+def register(
+    eng: Engine,
+    store: ArtifactStore,
+    name: str,
+    model_bytes: bytes,
+    manifest: dict[str, Any],
+    *,
+    by: str | None = None,
+) -> ModelVersion:
+    """Store a new version of ``name`` (next number) and record it. The model bytes must be UBJSON."""
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    with eng.begin() as conn:
+        # one registration per model at a time, so version numbers never collide
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('nightscore.registry'), hashtext(:n))"), {"n": name})
+        version = conn.execute(db.query("next_model_version"), {"name": name}).scalar_one()
+        prefix = model_prefix(name, version)
+        uri = store.put_bytes(f"{prefix}/model.ubj", model_bytes)
+        full_manifest = {**manifest, "model_name": name, "version": version, "sha256": sha, "artifact_uri": uri}
+        store.put_bytes(f"{prefix}/manifest.json", json.dumps(full_manifest, indent=2, default=str).encode())
+        conn.execute(
+            db.query("insert_model_version"),
+            {
+                "name": name,
+                "version": version,
+                "uri": uri,
+                "sha": sha,
+                "features": json.dumps(manifest["features"]),
+                "metrics": json.dumps(manifest["metrics"]),
+                "window": json.dumps(manifest["training_window"], default=str),
+                "xgb": manifest["xgboost_version"],
+                "by": by or _who(),
+            },
+        )
+    return get_version(eng, name, version)
+
+
+def get_version(eng: Engine, name: str, version: int) -> ModelVersion:
+    row = db.fetch_one(eng, "get_model_version", name=name, version=version)
+    if row is None:
+        known = [v.version for v in list_versions(eng, name)]
+        raise ModelError(
+            f"model {name!r} has no version {version} (registered: {known or 'none'})",
+            where="model registry",
+            fix="pick a registered version (nightscore model list) or train one (nightscore train)",
+        )
+    return _row_to_version(row)
+
+
+def list_versions(eng: Engine, name: str | None = None) -> list[ModelVersion]:
+    with eng.connect() as conn:
+        rows = conn.execute(db.query("list_model_versions"), {"name": name}).all()
+    return [_row_to_version(r) for r in rows]
+
+
+def aliases(eng: Engine, name: str | None = None) -> dict[tuple[str, str], int]:
+    with eng.connect() as conn:
+        rows = conn.execute(sa.text("SELECT model_name, alias, version FROM model_aliases WHERE CAST(:n AS text) IS NULL OR model_name = :n"), {"n": name}).all()
+    return {(r.model_name, r.alias): r.version for r in rows}
+
+
+def resolve(eng: Engine, name: str, alias: str = "champion", version: int | None = None) -> ModelVersion:
+    """The version to score with: ``version`` when pinned, else the one ``alias`` points at."""
+    if version is not None:
+        return get_version(eng, name, version)
+    current = aliases(eng, name).get((name, alias))
+    if current is None:
+        raise ModelError(
+            f"no model is registered as {name}@{alias}",
+            where="model registry",
+            fix=f"train one with `nightscore train --job <job>` or promote a version with `nightscore model promote {name} <version>`",
+        )
+    return get_version(eng, name, current)
+
+
+def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, by: str | None = None) -> int | None:
+    """Point ``alias`` at ``version``, recording the move. Returns the previous version."""
+    get_version(eng, name, version)  # must exist
+    with eng.begin() as conn:
+        prev = conn.execute(
+            sa.text("SELECT version FROM model_aliases WHERE model_name = :n AND alias = :a FOR UPDATE"), {"n": name, "a": alias}
+        ).scalar()
+        conn.execute(db.query("upsert_model_alias"), {"name": name, "alias": alias, "version": version, "by": by or _who()})
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_alias_history (model_name, alias, from_version, to_version, changed_by, reason)"
+                " VALUES (:n, :a, :f, :t, :b, :r)"
+            ),
+            {"n": name, "a": alias, "f": prev, "t": version, "b": by or _who(), "r": reason},
+        )
+    return prev
+
+
+def rollback(eng: Engine, name: str, alias: str = "champion", *, by: str | None = None) -> tuple[int, int]:
+    """Point ``alias`` back at the version it had before its last move. Returns (restored, replaced)."""
+    with eng.connect() as conn:
+        last = conn.execute(
+            sa.text("SELECT from_version, to_version FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id DESC LIMIT 1"),
+            {"n": name, "a": alias},
+        ).first()
+    if last is None or last.from_version is None:
+        raise ModelError(
+            f"{name}@{alias} has no earlier version to roll back to",
+            where="model_alias_history",
+            fix=f"promote a version explicitly: nightscore model promote {name} <version>",
+        )
+    set_alias(eng, name, alias, last.from_version, reason=f"rollback from v{last.to_version}", by=by)
+    return last.from_version, last.to_version
+
+
+def load_booster(store: ArtifactStore, mv: ModelVersion) -> Any:
+    """Fetch the model bytes, verify their sha256 against the registry, and load them with XGBoost."""
+    import xgboost as xgb
+
+    data = store.get_bytes(store.key(mv.artifact_uri))
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != mv.sha256:
+        raise ModelError(
+            f"checksum mismatch for model {mv.name} version {mv.version}: registry says sha256 {mv.sha256[:12]}…, "
+            f"the stored object has {actual[:12]}…; refusing to load it",
+            where=mv.artifact_uri,
+            fix=f"restore the object from a backup, or promote another version (nightscore model promote {mv.name} <version>)",
+        )
+    booster = xgb.Booster()
+    booster.load_model(bytearray(data))
+    if booster.feature_names and list(booster.feature_names) != mv.feature_names:
+        raise ModelError(
+            f"model {mv.name} v{mv.version} expects features {booster.feature_names}, its registry entry lists {mv.feature_names}",
+            where=mv.artifact_uri,
+            fix="retrain the model from the job's current feature contract",
+        )
+    return booster

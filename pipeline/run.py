@@ -1,0 +1,267 @@
+"""One scoring run of a (job, ds) partition: the stages in order, with a ``scoring_runs`` row for the attempt.
+
+Each step takes and returns a small :class:`RunState` (JSON-friendly, what an Airflow task passes on
+through XCom); data moves as Parquet through the artifact store. :func:`score_partition` runs them all.
+A failing step marks the run failed with its message and re-raises; published data is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.parquet as pq
+
+import pipeline
+from pipeline import db, registry, runs
+from pipeline.config import Settings
+from pipeline.errors import NightscoreError
+from pipeline.jobs import JobSpec, load_job
+from pipeline.storage import ArtifactStore, open_store, run_prefix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    run_id: str
+    job: str
+    ds: str
+    prefix: str
+    dry_run: bool = False
+    pinned_version: int | None = None
+    airflow_run_id: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    model_sha256: str | None = None
+    features_uri: str | None = None
+    features_sha256: str | None = None
+    validation_uri: str | None = None
+    predictions_uri: str | None = None
+    manifest_uri: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    drift: dict[str, Any] | None = None
+
+    @property
+    def day(self) -> date:
+        return date.fromisoformat(self.ds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunState:
+        return cls(**d)
+
+
+class _Ctx:
+    """What every step needs, built once per step from settings."""
+
+    def __init__(self, settings: Settings, state: RunState) -> None:
+        self.settings = settings
+        self.state = state
+        self.spec: JobSpec = load_job(settings.jobs_dir, state.job)
+        self.eng = db.ready_engine(settings)
+        self.store: ArtifactStore = open_store(settings)
+        self.workdir = settings.home / "work" / state.run_id
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _stage(settings: Settings, state: RunState, name: str) -> Iterator[_Ctx]:
+    ctx = _Ctx(settings, state)
+    runs.update(ctx.eng, state.run_id, status="running", error=None)
+    t0 = time.perf_counter()
+    try:
+        yield ctx
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, NightscoreError) else f"{name} failed: {type(exc).__name__}: {exc}"
+        log.info("run %s (%s %s) failed in %s: %s", state.run_id, state.job, state.ds, name, message)
+        try:
+            runs.finish(ctx.eng, state.run_id, "failed", error=f"[{name}] {message}")
+            _write_manifest(ctx, status="failed", error=message)
+        except Exception:  # the original error matters more than a failed bookkeeping write
+            log.exception("could not record the failure of run %s", state.run_id)
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+        raise
+    finally:
+        state.seconds[name] = round(time.perf_counter() - t0, 4)
+        try:
+            runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
+        except Exception:
+            log.exception("could not record stage timing")
+
+
+def begin(
+    settings: Settings,
+    job: str,
+    ds: date,
+    *,
+    model_version: int | None = None,
+    dry_run: bool = False,
+    airflow_run_id: str | None = None,
+) -> RunState:
+    """Create the run record and resolve the model (failing fast if there is none)."""
+    spec = load_job(settings.jobs_dir, job)
+    eng = db.ready_engine(settings)
+    store = open_store(settings)
+    run_id = str(uuid.uuid4())
+    state = RunState(run_id, job, ds.isoformat(), run_prefix(job, ds.isoformat(), run_id), dry_run, model_version, airflow_run_id)
+    runs.start(eng, run_id, job, ds, dry_run=dry_run, airflow_run_id=airflow_run_id, artifacts_uri=store.uri(state.prefix))
+    with _stage(settings, state, "resolve_model") as ctx:
+        mv = registry.resolve(ctx.eng, spec.model.name, spec.model.alias, model_version)
+        state.model_name, state.model_version, state.model_sha256 = mv.name, mv.version, mv.sha256
+        runs.update(ctx.eng, run_id, model_name=mv.name, model_version=mv.version, model_sha256=mv.sha256)
+    return state
+
+
+def extract_step(settings: Settings, state: RunState) -> RunState:
+    from pipeline.extract import extract
+
+    with _stage(settings, state, "extract") as ctx:
+        ex = extract(settings, ctx.spec, state.day, ctx.store, state.prefix, ctx.workdir)
+        state.features_uri, state.features_sha256 = ex.uri, ex.sha256
+        state.counts["extracted"] = ex.rows
+        runs.update(ctx.eng, state.run_id, rows_extracted=ex.rows)
+    return state
+
+
+def validate_step(settings: Settings, state: RunState) -> RunState:
+    from pipeline.validate import raise_if_failed, validate_frame
+
+    with _stage(settings, state, "validate") as ctx:
+        assert state.features_uri, "extract must run first"
+        with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
+            df = pq.read_table(path).to_pandas()
+        outcome = validate_frame(ctx.spec, df)
+        del df
+        state.validation_uri = ctx.store.put_bytes(f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode())
+        state.counts["quarantined"] = len(outcome.quarantined) if outcome.passed else 0
+        state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
+        runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined)
+        runs.update(
+            ctx.eng,
+            state.run_id,
+            validation_success=outcome.success,
+            validation_summary={"passed": outcome.passed, "message": outcome.message, "failed_rules": outcome.summary()},
+            validation_report_uri=state.validation_uri,
+            rows_valid=state.counts["valid"],
+            rows_quarantined=len(outcome.quarantined),
+        )
+        if outcome.quarantined and outcome.passed:
+            ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
+        raise_if_failed(outcome, ctx.spec, where=f"job {state.job}, ds {state.ds}, report {state.validation_uri}")
+    return state
+
+
+def score_step(settings: Settings, state: RunState) -> RunState:
+    from pipeline.score import score
+
+    with _stage(settings, state, "score") as ctx:
+        assert state.features_uri and state.model_version is not None
+        mv = registry.get_version(ctx.eng, ctx.spec.model.name, state.model_version)
+        booster = registry.load_booster(ctx.store, mv)
+        drop: list[Any] = []
+        if state.counts.get("quarantined"):
+            drop = json.loads(ctx.store.get_bytes(f"{state.prefix}/quarantined_keys.json"))
+        with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
+            if drop:  # keys were saved as text; match the column's own type
+                key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.entity_key).type
+                import pyarrow as pa
+
+                drop = pa.array(drop).cast(key_type).to_pylist()
+            sc = score(
+                ctx.spec, state.day, path, booster, mv, state.run_id, ctx.store, state.prefix, ctx.workdir,
+                threads=settings.threads, batch_rows=settings.batch_rows, drop_keys=drop,
+            )
+        state.predictions_uri = sc.uri
+        state.counts["scored"] = sc.rows
+        runs.update(ctx.eng, state.run_id, rows_scored=sc.rows)
+    return state
+
+
+def publish_step(settings: Settings, state: RunState) -> RunState:
+    from pipeline.publish import publish
+
+    with _stage(settings, state, "publish") as ctx:
+        assert state.predictions_uri
+        if state.dry_run:
+            state.counts["published"] = 0
+            log.info("dry run: %s rows scored for %s %s, nothing published", state.counts.get("scored"), state.job, state.ds)
+        else:
+            with ctx.store.local_path(ctx.store.key(state.predictions_uri)) as path:
+                pub = publish(settings, state.job, state.day, path, state.run_id)
+            state.counts["published"] = pub.rows
+        runs.update(ctx.eng, state.run_id, rows_published=state.counts["published"])
+    return state
+
+
+def finish_step(settings: Settings, state: RunState) -> RunState:
+    """Monitor drift, write the manifest (last), and mark the run succeeded."""
+    from pipeline.monitor import drift_report
+
+    with _stage(settings, state, "monitor") as ctx:
+        assert state.predictions_uri
+        with ctx.store.local_path(ctx.store.key(state.predictions_uri)) as path:
+            state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, path)
+        state.manifest_uri = _write_manifest(ctx, status="succeeded")
+        runs.finish(ctx.eng, state.run_id, "succeeded", drift=state.drift, manifest_uri=state.manifest_uri)
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+    return state
+
+
+def _write_manifest(ctx: _Ctx, *, status: str, error: str | None = None) -> str:
+    import xgboost
+
+    s = ctx.state
+    manifest = {
+        "job": s.job,
+        "ds": s.ds,
+        "run_id": s.run_id,
+        "airflow_run_id": s.airflow_run_id,
+        "status": status,
+        "error": error,
+        "dry_run": s.dry_run,
+        "counts": s.counts,
+        "features": {"uri": s.features_uri, "sha256": s.features_sha256},
+        "model": {"name": s.model_name, "version": s.model_version, "sha256": s.model_sha256, "pinned": s.pinned_version is not None},
+        "validation_uri": s.validation_uri,
+        "predictions_uri": s.predictions_uri,
+        "drift": s.drift,
+        "seconds": s.seconds,
+        "versions": {"nightscore": pipeline.__version__, "xgboost": xgboost.__version__, "python": platform.python_version()},
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    }
+    uri = ctx.store.put_bytes(f"{s.prefix}/manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    runs.update(ctx.eng, s.run_id, manifest_uri=uri)
+    return uri
+
+
+def score_partition(
+    settings: Settings,
+    job: str,
+    ds: date,
+    *,
+    model_version: int | None = None,
+    dry_run: bool = False,
+    airflow_run_id: str | None = None,
+) -> RunState:
+    """Extract, validate, score and publish one (job, ds) partition. Idempotent: rerun at will."""
+    state = begin(settings, job, ds, model_version=model_version, dry_run=dry_run, airflow_run_id=airflow_run_id)
+    for step in (extract_step, validate_step, score_step, publish_step, finish_step):
+        state = step(settings, state)
+    return state
+
+
+def workdir_of(settings: Settings, run_id: str) -> Path:
+    return settings.home / "work" / run_id

@@ -1,0 +1,109 @@
+"""Score: the validated partition through the resolved XGBoost model, batch by batch, into ``predictions.parquet``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.features import to_matrix
+from pipeline.jobs import JobSpec
+from pipeline.registry import ModelVersion
+from pipeline.storage import ArtifactStore
+
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("job", pa.string()),
+        ("ds", pa.date32()),
+        ("entity_id", pa.string()),
+        ("score", pa.float64()),
+        ("label", pa.string()),
+        ("model_name", pa.string()),
+        ("model_version", pa.int32()),
+        ("run_id", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Scored:
+    uri: str
+    rows: int
+    score_mean: float
+
+
+def score_batch(booster: Any, batch: pa.RecordBatch | pa.Table, spec: JobSpec, threads: int) -> np.ndarray:
+    """Probabilities for one batch, with the model's own thread count set explicitly."""
+    booster.set_param({"nthread": threads})
+    return booster.inplace_predict(to_matrix(batch, spec), validate_features=False)
+
+
+def predictions_batch(
+    batch: pa.RecordBatch, scores: np.ndarray, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
+) -> pa.RecordBatch:
+    n = batch.num_rows
+    keys = pc.cast(batch.column(spec.entity_key), pa.string())
+    positive = scores >= spec.decision.threshold
+    labels = pa.array(np.where(positive, spec.decision.positive, spec.decision.negative), pa.string())
+    return pa.record_batch(
+        [
+            pa.array([spec.name] * n, pa.string()) if n else pa.array([], pa.string()),
+            pa.array(np.full(n, ds.toordinal() - date(1970, 1, 1).toordinal(), dtype=np.int32), pa.date32()),
+            keys,
+            pa.array(scores.astype(np.float64)),
+            labels,
+            pa.array([mv.name] * n, pa.string()),
+            pa.array(np.full(n, mv.version, dtype=np.int32)),
+            pa.array([run_id] * n, pa.string()),
+            pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "us"))).cast(pa.timestamp("us", tz="UTC")),
+        ],
+        schema=PREDICTION_SCHEMA,
+    )
+
+
+def _batches(path: Path, batch_rows: int, drop_keys: Iterable[Any], key: str) -> Iterable[pa.RecordBatch]:
+    drop = list(drop_keys)
+    pf = pq.ParquetFile(path)
+    drop_arr = pa.array(drop, type=pf.schema_arrow.field(key).type) if drop else None
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        if drop_arr is not None:
+            batch = batch.filter(pc.invert(pc.is_in(batch.column(key), value_set=drop_arr)))
+        yield batch
+
+
+def score(
+    spec: JobSpec,
+    ds: date,
+    features_path: Path,
+    booster: Any,
+    mv: ModelVersion,
+    run_id: str,
+    store: ArtifactStore,
+    prefix: str,
+    workdir: Path,
+    *,
+    threads: int,
+    batch_rows: int,
+    drop_keys: Iterable[Any] = (),
+) -> Scored:
+    """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into ``<prefix>/predictions.parquet``."""
+    out = workdir / "predictions.parquet"
+    scored_at = datetime.now(timezone.utc)
+    rows, total = 0, 0.0
+    with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="zstd") as writer:
+        for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):
+            if batch.num_rows == 0:
+                continue
+            scores = score_batch(booster, batch, spec, threads)
+            writer.write_batch(predictions_batch(batch, scores, spec, ds, mv, run_id, scored_at))
+            rows += batch.num_rows
+            total += float(scores.sum())
+    uri = store.put_file(f"{prefix}/predictions.parquet", out)
+    return Scored(uri=uri, rows=rows, score_mean=(total / rows) if rows else float("nan"))

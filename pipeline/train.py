@@ -1,0 +1,157 @@
+"""Train: fit an XGBoost model on a labelled window, evaluate it on the held-out days after it, register it,
+and move the ``champion`` alias according to the promotion rule."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import db, registry
+from pipeline.config import Settings
+from pipeline.errors import ModelError, NightscoreError
+from pipeline.features import feature_types, to_matrix
+from pipeline.jobs import JobSpec
+from pipeline.monitor import reference_bins
+from pipeline.storage import open_store
+
+log = logging.getLogger(__name__)
+
+Promote = Literal["if_none", "if_better", "always", "never"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_name: str
+    version: int
+    metrics: dict[str, float]
+    promoted: bool
+    reason: str
+    champion_before: int | None
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (rank formulation, ties averaged)."""
+    from scipy.stats import rankdata
+
+    y = y.astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def load_window(settings: Settings, spec: JobSpec, start: date, end: date) -> pa.Table:
+    """Labelled rows for days ``start``..``end - 1``."""
+    with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(spec.training_sql(start, end))
+        table = cur.fetch_arrow_table()
+    missing = [c for c in ["ds", spec.training.label, *spec.feature_names] if c not in table.column_names]
+    if missing:
+        raise NightscoreError(
+            f"the training query of job {spec.name!r} lacks columns {missing}",
+            where=str(spec.spec_dir / spec.training.sql),
+            fix="select ds, the label and every feature of the contract",
+        )
+    return table
+
+
+def _labels(table: pa.Table, label: str) -> np.ndarray:
+    return pc.cast(table.column(label), pa.float32()).to_numpy(zero_copy_only=False)
+
+
+def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, promote: Promote = "if_none") -> TrainResult:
+    """Train on ``train_days`` days then evaluate on the ``holdout_days`` days ending at ``end`` (default yesterday)."""
+    import xgboost as xgb
+
+    t = spec.training
+    end = end or date.today() - timedelta(days=1)
+    holdout_start = end - timedelta(days=t.holdout_days - 1)
+    train_start = holdout_start - timedelta(days=t.train_days)
+    table = load_window(settings, spec, train_start, end + timedelta(days=1))
+    is_holdout = pc.greater_equal(table.column("ds"), pa.scalar(holdout_start, pa.date32()))
+    train_t, hold_t = table.filter(pc.invert(is_holdout)), table.filter(is_holdout)
+    if train_t.num_rows == 0 or hold_t.num_rows == 0:
+        raise NightscoreError(
+            f"not enough labelled data for job {spec.name!r}: {train_t.num_rows} training rows ({train_start}..{holdout_start - timedelta(days=1)}), "
+            f"{hold_t.num_rows} holdout rows ({holdout_start}..{end})",
+            where=str(spec.spec_dir / spec.training.sql),
+            fix="load data for those days (for the demo: nightscore demo-data) or pass another --end",
+        )
+    names, types = spec.feature_names, feature_types(spec)
+    params: dict[str, Any] = {
+        "objective": "binary:logistic",
+        "eval_metric": ["auc", "logloss"],
+        "tree_method": "hist",
+        "max_cat_to_onehot": 1,
+        "nthread": settings.threads,
+        "seed": 7,
+        **t.params,
+    }
+    dtrain = xgb.DMatrix(to_matrix(train_t, spec), label=_labels(train_t, t.label), feature_names=names, feature_types=types, enable_categorical=True)
+    x_hold, y_hold = to_matrix(hold_t, spec), _labels(hold_t, t.label)
+    booster = xgb.train(params, dtrain, num_boost_round=t.num_boost_round)
+    p_hold = booster.inplace_predict(x_hold)
+    metrics = {
+        "auc": round(auc(y_hold, p_hold), 6),
+        "logloss": round(log_loss(y_hold, p_hold), 6),
+        "train_rows": int(train_t.num_rows),
+        "holdout_rows": int(hold_t.num_rows),
+        "positive_rate": round(float(y_hold.mean()), 6),
+    }
+    window = {"train_start": train_start, "train_end": holdout_start - timedelta(days=1), "holdout_start": holdout_start, "holdout_end": end}
+    manifest = {
+        "job": spec.name,
+        "features": [f.model_dump(exclude_none=True) for f in spec.features],
+        "feature_types": types,
+        "metrics": metrics,
+        "training_window": window,
+        "params": params,
+        "num_boost_round": t.num_boost_round,
+        "xgboost_version": xgb.__version__,
+        "format": "ubj",
+        "reference": {"score": reference_bins(p_hold.astype(np.float64))},
+    }
+    eng = db.ready_engine(settings)
+    store = open_store(settings)
+    mv = registry.register(eng, store, spec.model.name, bytes(booster.save_raw("ubj")), manifest)
+
+    champion = registry.aliases(eng, spec.model.name).get((spec.model.name, spec.model.alias))
+    promoted, reason = _decide(eng, store, spec, promote, champion, metrics, x_hold, y_hold)
+    if promoted:
+        registry.set_alias(eng, spec.model.name, spec.model.alias, mv.version, reason=reason)
+    log.info("model %s v%s: AUC %.4f; %s", mv.name, mv.version, metrics["auc"], reason)
+    return TrainResult(mv.name, mv.version, metrics, promoted, reason, champion)
+
+
+def _decide(eng: Any, store: Any, spec: JobSpec, promote: Promote, champion: int | None, metrics: dict[str, float], x: np.ndarray, y: np.ndarray) -> tuple[bool, str]:
+    if promote == "never":
+        return False, "registered only (promotion not requested)"
+    if champion is None:
+        if promote in ("if_none", "if_better", "always"):
+            return True, f"no {spec.model.alias} yet: promoted"
+        return False, "registered only"
+    if promote == "always":
+        return True, f"promoted over v{champion} on request"
+    if promote == "if_none":
+        return False, f"{spec.model.alias} is already v{champion}: kept it (use `nightscore model promote` to switch)"
+    try:
+        current = registry.load_booster(store, registry.get_version(eng, spec.model.name, champion))
+        champ_auc = auc(y, current.inplace_predict(x))
+    except ModelError as exc:
+        return True, f"current {spec.model.alias} v{champion} cannot be evaluated ({exc.what}): promoted"
+    margin = spec.training.promote_margin
+    if metrics["auc"] >= champ_auc + margin:
+        return True, f"AUC {metrics['auc']:.4f} beats {spec.model.alias} v{champion} ({champ_auc:.4f}) by at least {margin}: promoted"
+    return False, f"AUC {metrics['auc']:.4f} does not beat {spec.model.alias} v{champion} ({champ_auc:.4f}) by {margin}: kept v{champion}"

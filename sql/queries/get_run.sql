@@ -1,0 +1,1 @@
+SELECT * FROM scoring_runs WHERE run_id = CAST(:run_id AS uuid)
