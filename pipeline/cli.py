@@ -25,8 +25,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="The model registry: versions and aliases.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+_WIDTH = None if sys.stdout.isatty() else 200  # piped output: do not squeeze tables to 80 columns
+out = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
 
 
 def _settings() -> Settings:

@@ -119,9 +119,13 @@ def libpq_uri(url: str) -> str:
     return _sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@lru_cache(maxsize=16)
+_ENGINES: dict[str, Engine] = {}
+
+
 def _engine_for(url: str) -> Engine:
-    return sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True, pool_size=2, max_overflow=4)
+    if url not in _ENGINES:
+        _ENGINES[url] = sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True, pool_size=2, max_overflow=4)
+    return _ENGINES[url]
 
 
 def engine(settings: Settings) -> Engine:
@@ -229,3 +233,10 @@ def ready_engine(settings: Settings) -> Engine:
 def fetch_one(eng: Engine, query_name: str, **params: Any) -> sa.Row | None:
     with eng.connect() as conn:
         return conn.execute(query(query_name), params).first()
+
+
+def dispose_all() -> None:
+    """Close every pooled connection this process holds (before dropping or copying a database)."""
+    for eng in list(_ENGINES.values()):
+        eng.dispose()
+    _ENGINES.clear()

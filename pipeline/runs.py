@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
 from pipeline import db
@@ -38,10 +39,12 @@ def update(eng: Engine, run_id: str, **fields: Any) -> None:
     unknown = set(fields) - set(_RUNS.c.keys())
     if unknown:
         raise ValueError(f"unknown scoring_runs columns: {sorted(unknown)}")
-    values = {k: (json.dumps(v, default=str) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
-    stmt = sa.update(_RUNS).where(_RUNS.c.run_id == sa.cast(sa.literal(run_id), sa.Uuid)).values(
-        **{k: (sa.cast(v, sa.dialects.postgresql.JSONB) if k in _JSON_COLUMNS and v is not None else v) for k, v in values.items()}
-    )
+    values = {
+        # round-trip through json so dates, numpy numbers and the like become plain JSON
+        k: (sa.literal(json.loads(json.dumps(v, default=str)), JSONB) if k in _JSON_COLUMNS and v is not None else v)
+        for k, v in fields.items()
+    }
+    stmt = sa.update(_RUNS).where(_RUNS.c.run_id == sa.cast(sa.literal(run_id), sa.Uuid)).values(**values)
     with eng.begin() as conn:
         conn.execute(stmt)
 

@@ -1,0 +1,39 @@
+# nightscore: the few commands a person types. Everything installs from pyproject.toml + uv.lock.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_BOOT := .nightscore/tools/bin/uv
+UV := $(or $(shell command -v uv 2>/dev/null),$(UV_BOOT))
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+PYTEST_ARGS ?=
+ROWS ?=
+
+.PHONY: help install run test lint airflow bench stop clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV_BOOT):
+	@echo "uv not found: installing it into .nightscore/tools"
+	python3 -m venv .nightscore/tools
+	.nightscore/tools/bin/python -m pip install --quiet uv
+
+install: $(UV)  ## create .venv from the lock file (Python 3.11)
+	$(UV) sync --frozen --python 3.11
+
+run: install  ## set up the embedded defaults and score yesterday's demo partition
+	$(UV) run --frozen nightscore quickstart
+
+test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff and mypy
+	$(UV) run --frozen ruff check pipeline dags tests
+	$(UV) run --frozen mypy pipeline
+
+stop:  ## stop the embedded PostgreSQL
+	$(UV) run --frozen nightscore stop
+
+clean: stop  ## delete .nightscore/ (embedded database, artifacts, Airflow home)
+	rm -rf .nightscore

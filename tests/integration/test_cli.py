@@ -1,0 +1,72 @@
+"""The `nightscore` command: real runs and the one-paragraph errors with non-zero exits."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from tests.conftest import CUSTOMERS, DAY
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+def _env(s, **extra):
+    env = {
+        "NIGHTSCORE_HOME": str(s.home),
+        "NIGHTSCORE_DATABASE_URL": s.database_url,
+        "NIGHTSCORE_ARTIFACT_URI": s.artifact_uri,
+        "NIGHTSCORE_JOBS_DIR": str(s.jobs_dir),
+        "NIGHTSCORE_THREADS": "2",
+    }
+    env.update(extra)
+    return env
+
+
+def test_score_runs_and_model_list(settings):
+    res = runner.invoke(app, ["score", "--job", "churn", "--ds", DAY.isoformat()], env=_env(settings))
+    assert res.exit_code == 0, res.output
+    assert f"extracted {CUSTOMERS:,}" in res.output and f"published {CUSTOMERS:,}" in res.output
+    res = runner.invoke(app, ["runs", "--job", "churn"], env=_env(settings))
+    assert res.exit_code == 0 and "succeeded" in res.output
+    res = runner.invoke(app, ["model", "list"], env=_env(settings))
+    assert res.exit_code == 0 and "champion" in res.output and "churn_xgb" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["score", "--job", "nope", "--ds", "2026-03-15"], "unknown job 'nope'"),
+        (["score", "--job", "churn", "--ds", "2026-02-30"], "'2026-02-30' is not a date"),
+        (["score", "--job", "churn", "--ds", "2026-03-15", "--model-version", "7"], "model 'churn_xgb' has no version 7"),
+    ],
+)
+def test_errors_are_one_paragraph_with_exit_1(settings, args, message):
+    res = runner.invoke(app, args, env=_env(settings))
+    assert res.exit_code == 1
+    assert message in res.output and "Traceback" not in res.output and "Fix:" in res.output
+
+
+def test_no_model_registered(empty_settings):
+    res = runner.invoke(app, ["score", "--job", "churn", "--ds", "2026-03-15"], env=_env(empty_settings))
+    assert res.exit_code == 1 and "no model is registered as churn_xgb@champion" in res.output
+
+
+def test_database_unreachable(tmp_path):
+    from pipeline.config import PROJECT_ROOT, Settings
+
+    s = Settings(tmp_path, "postgresql://nightscore:secret-pw@127.0.0.1:1/nightscore", str(tmp_path / "a"), PROJECT_ROOT / "dags" / "jobs", 1, 1000)
+    res = runner.invoke(app, ["score", "--job", "churn", "--ds", "2026-03-15"], env=_env(s))
+    assert res.exit_code == 1
+    assert "cannot connect to PostgreSQL" in res.output and "127.0.0.1:1" in res.output
+    assert "secret-pw" not in res.output  # never print the password
+
+
+def test_invalid_job_spec(settings, tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "broken.yml").write_text("name: broken\nentity_key: id\n")
+    res = runner.invoke(app, ["score", "--job", "broken", "--ds", "2026-03-15"], env=_env(settings, NIGHTSCORE_JOBS_DIR=str(jobs)))
+    assert res.exit_code == 1
+    assert "invalid job spec" in res.output and "broken.yml" in res.output and "field 'source'" in res.output

@@ -1,0 +1,197 @@
+"""The scoring path end to end on a real PostgreSQL: publish, idempotency, atomicity, failures."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import db, registry
+from pipeline.errors import ModelError, ValidationFailed
+from pipeline.run import score_partition
+from tests.conftest import CUSTOMERS, DAY
+
+pytestmark = pytest.mark.integration
+
+
+def _rows(engine, ds=DAY):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT entity_id, score, label, model_name, model_version, run_id FROM predictions WHERE job='churn' AND ds=:d ORDER BY entity_id"),
+            {"d": ds},
+        ).all()
+
+
+def _run_row(engine, run_id):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT * FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).mappings().one()
+
+
+def test_publishes_one_full_partition_with_lineage(settings, engine):
+    state = score_partition(settings, "churn", DAY)
+    with engine.connect() as conn:
+        source = conn.execute(sa.text("SELECT count(*) FROM demo.customer_activity WHERE ds = :d"), {"d": DAY}).scalar()
+    rows = _rows(engine)
+    assert source == CUSTOMERS and len(rows) == source
+    assert {(r.model_name, r.model_version, str(r.run_id)) for r in rows} == {("churn_xgb", 1, state.run_id)}
+    assert all(0.0 <= r.score <= 1.0 and r.label == ("churn" if r.score >= 0.5 else "stay") for r in rows)
+    run = _run_row(engine, state.run_id)
+    assert run["status"] == "succeeded" and run["error"] is None
+    assert (run["rows_extracted"], run["rows_valid"], run["rows_quarantined"], run["rows_scored"], run["rows_published"]) == (source, source, 0, source, source)
+    assert run["model_sha256"] and run["manifest_uri"].endswith("manifest.json")
+    assert set(run["stage_seconds"]) >= {"extract", "validate", "score", "publish", "monitor"}
+    assert "score_psi" in run["drift"]
+
+
+def test_three_reruns_leave_the_same_rows(settings, engine):
+    contents = []
+    for _ in range(3):
+        score_partition(settings, "churn", DAY)
+        contents.append([(r.entity_id, r.score, r.label, r.model_version) for r in _rows(engine)])
+    assert len(contents[0]) == CUSTOMERS
+    assert contents[0] == contents[1] == contents[2]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar() == CUSTOMERS
+        assert conn.execute(sa.text("SELECT count(*) FROM scoring_runs WHERE status='succeeded'")).scalar() == 3
+        staging = conn.execute(sa.text("SELECT count(*) FROM pg_tables WHERE schemaname='nightscore_staging'")).scalar()
+    assert staging == 0
+
+
+def test_reader_never_sees_a_partial_or_empty_day(settings, engine):
+    score_partition(settings, "churn", DAY)
+    seen: list[int] = []
+    stop = threading.Event()
+    reader = sa.create_engine(engine.url)
+
+    def read_loop():
+        with reader.connect() as conn:
+            while not stop.is_set():
+                seen.append(conn.execute(sa.text("SELECT count(*) FROM predictions WHERE job='churn' AND ds=:d"), {"d": DAY}).scalar())
+                conn.commit()
+
+    t = threading.Thread(target=read_loop)
+    t.start()
+    try:
+        for _ in range(3):
+            score_partition(settings, "churn", DAY)
+    finally:
+        stop.set()
+        t.join()
+        reader.dispose()
+    assert len(seen) > 20, "the reader should have polled many times during the republishes"
+    assert set(seen) == {CUSTOMERS}
+
+
+def test_concurrent_writers_of_one_day_leave_one_copy(settings, engine):
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            score_partition(settings, "churn", DAY)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = _rows(engine)
+    assert len(rows) == CUSTOMERS and len({r.run_id for r in rows}) == 1
+
+
+def test_out_of_contract_value_fails_and_keeps_the_published_day(settings, engine):
+    first = score_partition(settings, "churn", DAY)
+    before = _rows(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE demo.customer_activity SET monthly_spend = 99999 WHERE ds = :d AND customer_id IN (11, 12)"), {"d": DAY})
+    with pytest.raises(ValidationFailed) as info:
+        score_partition(settings, "churn", DAY)
+    msg = str(info.value)
+    assert "column 'monthly_spend': must be between 0 and 10000: 2 row(s)" in msg and "11, 12" in msg
+    assert _rows(engine) == before and {str(r.run_id) for r in before} == {first.run_id}
+    with engine.connect() as conn:
+        failed = conn.execute(sa.text("SELECT * FROM scoring_runs WHERE status = 'failed'")).mappings().one()
+    assert failed["error"].startswith("[validate] validation of job 'churn' failed")
+    assert failed["validation_success"] is False
+    assert failed["validation_summary"]["failed_rules"][0]["column"] == "monthly_spend"
+    assert failed["rows_extracted"] == CUSTOMERS and failed["rows_published"] is None
+
+
+def test_dry_run_publishes_nothing(settings, engine):
+    state = score_partition(settings, "churn", DAY, dry_run=True)
+    assert state.counts["scored"] == CUSTOMERS and state.counts["published"] == 0
+    assert _rows(engine) == []
+    assert _run_row(engine, state.run_id)["dry_run"] is True
+
+
+def test_pinned_version_and_alias_resolution(settings, engine):
+    from pipeline.jobs import load_job
+    from pipeline.train import train_model
+
+    spec = load_job(settings.jobs_dir, "churn")
+    res = train_model(settings, spec, end=DAY - timedelta(days=1), promote="never")
+    assert res.version == 2 and not res.promoted
+    score_partition(settings, "churn", DAY)
+    assert {r.model_version for r in _rows(engine)} == {1}  # alias still on v1
+    score_partition(settings, "churn", DAY, model_version=2)
+    assert {r.model_version for r in _rows(engine)} == {2}
+    with pytest.raises(ModelError, match="has no version 9"):
+        score_partition(settings, "churn", DAY, model_version=9)
+
+
+def test_no_model_registered_fails_before_extracting(empty_settings):
+    from pipeline.demo import load_demo_data
+
+    load_demo_data(empty_settings, DAY, DAY, customers=100)
+    with pytest.raises(ModelError, match=r"no model is registered as churn_xgb@champion.*nightscore train"):
+        score_partition(empty_settings, "churn", DAY)
+    eng = db.engine(empty_settings)
+    with eng.connect() as conn:
+        run = conn.execute(sa.text("SELECT status, error, rows_extracted FROM scoring_runs")).one()
+    assert run.status == "failed" and "no model" in run.error and run.rows_extracted is None
+
+
+def test_tampered_model_is_refused_before_publishing(settings, engine):
+    from pathlib import Path
+
+    mv = registry.resolve(engine, "churn_xgb")
+    path = Path(mv.artifact_uri)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"checksum mismatch for model churn_xgb version 1"):
+        score_partition(settings, "churn", DAY)
+    assert _rows(engine) == []
+
+
+def test_migrations_are_idempotent_and_recorded(settings, engine):
+    assert db.migrate(engine) == []
+    with engine.connect() as conn:
+        names = conn.execute(sa.text("SELECT name FROM schema_migrations ORDER BY version")).scalars().all()
+    assert names == [p.name for p in db.migration_files()]
+
+
+def test_reader_role_can_only_select_predictions(settings, engine):
+    score_partition(settings, "churn", DAY)
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET ROLE nightscore_reader"))
+        assert conn.execute(sa.text("SELECT count(*) FROM predictions_latest WHERE job='churn'")).scalar() == CUSTOMERS
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("SELECT count(*) FROM scoring_runs"))
+        conn.rollback()
+        conn.execute(sa.text("SET ROLE nightscore_reader"))
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text("DELETE FROM predictions"))
+        conn.rollback()
+
+
+def test_latest_view_gives_each_entity_its_newest_day(settings, engine):
+    score_partition(settings, "churn", DAY)
+    score_partition(settings, "churn", DAY + timedelta(days=1))
+    with engine.connect() as conn:
+        days = conn.execute(sa.text("SELECT ds, count(*) FROM predictions_latest GROUP BY ds")).all()
+    assert days == [(DAY + timedelta(days=1), CUSTOMERS)]

@@ -1,0 +1,76 @@
+"""The generated GX suite on small hand-made frames (real GX Core, no database)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.demo import generate_day
+from pipeline.errors import ValidationFailed
+from pipeline.jobs import load_job
+from pipeline.validate import raise_if_failed, validate_frame
+
+SPEC = load_job(PROJECT_ROOT / "dags" / "jobs", "churn")
+
+
+@pytest.fixture(scope="module")
+def good() -> pd.DataFrame:
+    from datetime import date
+
+    return generate_day(date(2026, 3, 1), 500).drop(["ds", "churned"]).to_pandas()
+
+
+def test_clean_partition_passes(good):
+    out = validate_frame(SPEC, good)
+    assert out.success and out.passed and out.rows == 500
+    assert not out.failed_rules
+    rules = {(r.rule, r.column) for r in out.rules}
+    assert ("expect_column_values_to_be_in_set", "plan") in rules
+    assert ("expect_column_values_to_be_between", "monthly_spend") in rules
+    assert ("expect_column_values_to_be_unique", "customer_id") in rules
+    assert ("expect_column_values_to_not_be_null", "days_since_last_login") not in rules  # nullable in the contract
+
+
+def test_out_of_range_value_is_named_with_count_and_keys(good):
+    bad = good.copy()
+    bad.loc[[3, 7], "monthly_spend"] = 123_456.0
+    out = validate_frame(SPEC, bad)
+    assert not out.passed
+    [rule] = out.failed_rules
+    assert rule.column == "monthly_spend" and rule.unexpected_count == 2
+    assert sorted(rule.sample_keys) == [int(bad.customer_id[3]), int(bad.customer_id[7])]
+    with pytest.raises(ValidationFailed) as info:
+        raise_if_failed(out, SPEC, where="test")
+    msg = str(info.value)
+    assert "column 'monthly_spend': must be between 0 and 10000: 2 row(s) (0.40%) broke it" in msg
+    assert "nothing was published" in msg
+    assert info.value.summary[0]["column"] == "monthly_spend"
+
+
+def test_wrong_type_and_missing_column_fail_as_table_rules(good):
+    bad = good.drop(columns=["region"]).assign(sessions_30d=good.sessions_30d.astype(str))
+    out = validate_frame(SPEC, bad)
+    failed = {(r.rule, r.column) for r in out.failed_rules}
+    assert ("expect_table_columns_to_match_set", None) in failed
+    assert ("expect_column_values_to_be_in_type_list", "sessions_30d") in failed
+    assert not out.passed and not any(r.row_level for r in out.failed_rules)
+
+
+def test_unknown_category_null_and_duplicate_key(good):
+    bad = good.copy()
+    bad.loc[0, "plan"] = "platinum"
+    bad.loc[1, "monthly_spend"] = np.nan
+    bad.loc[2, "customer_id"] = bad.loc[3, "customer_id"]
+    out = validate_frame(SPEC, bad)
+    by_col = {(r.column, r.rule): r for r in out.failed_rules}
+    assert by_col[("plan", "expect_column_values_to_be_in_set")].sample_keys == [int(good.customer_id[0])]
+    assert by_col[("monthly_spend", "expect_column_values_to_not_be_null")].unexpected_count == 1
+    assert by_col[("customer_id", "expect_column_values_to_be_unique")].unexpected_count == 2
+
+
+def test_empty_partition_fails(good):
+    out = validate_frame(SPEC, good.iloc[0:0])
+    assert not out.passed
+    assert any(r.rule == "expect_table_row_count_to_be_between" for r in out.failed_rules)
