@@ -4,7 +4,6 @@ a template database holding demo data and a trained champion, and per-test clone
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -92,22 +91,57 @@ def trained_template(pg_server, tmp_path_factory):
     drop_database(pg_server, url)
 
 
-@pytest.fixture()
-def settings(pg_server, trained_template, tmp_path) -> Settings:
-    """Settings on a fresh clone of the trained template (its own database, the shared model artifacts)."""
-    url = create_database(pg_server, template=make_url(trained_template["url"]).database)
-    artifacts = tmp_path / "artifacts"
-    shutil.copytree(trained_template["artifacts"], artifacts)
-    s = make_settings(tmp_path / "home", url, artifacts)
-    _rebase_model_uris(s, trained_template["artifacts"], artifacts)
-    yield s
-    drop_database(pg_server, url)
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on loopback, behind a proxy that can inject 503s. Yields the proxy."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.s3proxy import FaultyS3Proxy
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ[k] = v
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    proxy = FaultyS3Proxy(*moto.get_host_and_port()).start()
+    yield proxy
+    proxy.stop()
+    moto.stop()
 
 
-def _rebase_model_uris(s: Settings, old: Path, new: Path) -> None:
+def _artifact_target(kind: str, tmp_path: Path, request) -> tuple[str, str | None]:
+    if kind == "local":
+        return str(tmp_path / "artifacts"), None
+    proxy = request.getfixturevalue("s3_endpoint")
+    proxy.fail_puts = 0
+    return f"s3://ns-{uuid.uuid4().hex[:12]}/artifacts", proxy.url
+
+
+def _fill_store(s: Settings, source: Path) -> None:
+    """Copy the template's artifacts into the test's store and point the registry at the copies."""
+    from pipeline.storage import open_store
+
+    store = open_store(s)
+    if hasattr(store, "ensure_bucket"):
+        store.ensure_bucket()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        store.put_bytes(str(path.relative_to(source)), path.read_bytes())
     eng = db.engine(s)
     with eng.begin() as conn:
-        conn.execute(sa.text("UPDATE model_versions SET artifact_uri = replace(artifact_uri, :o, :n)"), {"o": str(old), "n": str(new)})
+        conn.execute(
+            sa.text("UPDATE model_versions SET artifact_uri = replace(artifact_uri, :o, :n)"),
+            {"o": str(source), "n": store.root_uri},
+        )
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request, pg_server, trained_template, tmp_path) -> Settings:
+    """Settings on a fresh clone of the trained template, with the artifact store on a local folder or on S3."""
+    url = create_database(pg_server, template=make_url(trained_template["url"]).database)
+    artifact_uri, endpoint = _artifact_target(request.param, tmp_path, request)
+    s = make_settings(tmp_path / "home", url, artifact_uri, s3_endpoint_url=endpoint)
+    _fill_store(s, trained_template["artifacts"])
+    yield s
+    drop_database(pg_server, url)
 
 
 @pytest.fixture()
@@ -116,6 +150,13 @@ def empty_settings(pg_server, tmp_path) -> Settings:
     url = create_database(pg_server)
     yield make_settings(tmp_path / "home", url, tmp_path / "artifacts")
     drop_database(pg_server, url)
+
+
+@pytest.fixture()
+def store(settings):
+    from pipeline.storage import open_store
+
+    return open_store(settings)
 
 
 @pytest.fixture()

@@ -20,6 +20,8 @@ def _env(s, **extra):
         "NIGHTSCORE_JOBS_DIR": str(s.jobs_dir),
         "NIGHTSCORE_THREADS": "2",
     }
+    if s.s3_endpoint_url:
+        env["AWS_ENDPOINT_URL"] = s.s3_endpoint_url
     env.update(extra)
     return env
 

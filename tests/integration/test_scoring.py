@@ -155,17 +155,15 @@ def test_no_model_registered_fails_before_extracting(empty_settings):
     assert run.status == "failed" and "no model" in run.error and run.rows_extracted is None
 
 
-def test_tampered_model_is_refused_before_publishing(settings, engine):
-    from pathlib import Path
-
+def test_tampered_model_is_refused_before_publishing(settings, engine, store):
+    first = score_partition(settings, "churn", DAY)
     mv = registry.resolve(engine, "churn_xgb")
-    path = Path(mv.artifact_uri)
-    data = bytearray(path.read_bytes())
-    data[100] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"checksum mismatch for model churn_xgb version 1"):
+    data = bytearray(store.get_bytes(store.key(mv.artifact_uri)))
+    data[100] ^= 0xFF  # change bytes of the object in the store (bucket or folder)
+    store.put_bytes(store.key(mv.artifact_uri), bytes(data))
+    with pytest.raises(ModelError, match=r"checksum mismatch for model churn_xgb version 1: registry says sha256 \w+"):
         score_partition(settings, "churn", DAY)
-    assert _rows(engine) == []
+    assert {str(r.run_id) for r in _rows(engine)} == {first.run_id} and len(_rows(engine)) == CUSTOMERS
 
 
 def test_migrations_are_idempotent_and_recorded(settings, engine):
