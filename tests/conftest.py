@@ -133,15 +133,25 @@ def _fill_store(s: Settings, source: Path) -> None:
         )
 
 
+def _clone(kind: str, request, pg_server: str, template: dict, tmp_path: Path):
+    url = create_database(pg_server, template=make_url(template["url"]).database)
+    artifact_uri, endpoint = _artifact_target(kind, tmp_path, request)
+    s = make_settings(tmp_path / "home", url, artifact_uri, s3_endpoint_url=endpoint)
+    _fill_store(s, template["artifacts"])
+    yield s
+    drop_database(pg_server, url)
+
+
 @pytest.fixture(params=["local", "s3"])
 def settings(request, pg_server, trained_template, tmp_path) -> Settings:
     """Settings on a fresh clone of the trained template, with the artifact store on a local folder or on S3."""
-    url = create_database(pg_server, template=make_url(trained_template["url"]).database)
-    artifact_uri, endpoint = _artifact_target(request.param, tmp_path, request)
-    s = make_settings(tmp_path / "home", url, artifact_uri, s3_endpoint_url=endpoint)
-    _fill_store(s, trained_template["artifacts"])
-    yield s
-    drop_database(pg_server, url)
+    yield from _clone(request.param, request, pg_server, trained_template, tmp_path)
+
+
+@pytest.fixture()
+def s3_settings(request, pg_server, trained_template, tmp_path) -> Settings:
+    """Like ``settings``, always on the S3 endpoint (for failure injection)."""
+    yield from _clone("s3", request, pg_server, trained_template, tmp_path)
 
 
 @pytest.fixture()

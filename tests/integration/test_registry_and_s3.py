@@ -1,0 +1,104 @@
+"""Model registry operations, run manifests, and S3 failures (through a real HTTP proxy in front of moto)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+import pipeline
+from pipeline import db, registry
+from pipeline.cli import app
+from pipeline.errors import NightscoreError
+from pipeline.jobs import load_job
+from pipeline.run import score_partition
+from pipeline.storage import open_store
+from pipeline.train import train_model
+from tests.conftest import CUSTOMERS, DAY
+from tests.integration.test_cli import _env
+
+pytestmark = pytest.mark.integration
+
+
+def _published_version(engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT DISTINCT model_version FROM predictions WHERE job='churn' AND ds=:d"), {"d": DAY}).scalars())
+
+
+def test_promote_then_rollback_take_effect_and_are_recorded(settings, engine):
+    spec = load_job(settings.jobs_dir, "churn")
+    assert train_model(settings, spec, end=DAY - timedelta(days=2), promote="never").version == 2
+    runner = CliRunner()
+    res = runner.invoke(app, ["model", "promote", "churn_xgb", "2", "--reason", "better recall"], env=_env(settings))
+    assert res.exit_code == 0, res.output
+    assert "v1 → v2" in res.output
+    assert score_partition(settings, "churn", DAY).model_version == 2
+    assert _published_version(engine) == {2}
+
+    res = runner.invoke(app, ["model", "rollback", "churn_xgb"], env=_env(settings))
+    assert res.exit_code == 0 and "v2 → v1" in res.output
+    assert score_partition(settings, "churn", DAY).model_version == 1
+    assert _published_version(engine) == {1}
+
+    with engine.connect() as conn:
+        history = conn.execute(
+            sa.text("SELECT from_version, to_version, reason, changed_by, changed_at FROM model_alias_history WHERE alias='champion' ORDER BY id")
+        ).all()
+    assert [(h.from_version, h.to_version) for h in history] == [(None, 1), (1, 2), (2, 1)]
+    assert history[1].reason == "better recall" and history[2].reason == "rollback from v2"
+    assert all(h.changed_by and h.changed_at for h in history)
+
+
+def test_rollback_without_history_is_a_clear_error(settings):
+    res = CliRunner().invoke(app, ["model", "rollback", "churn_xgb"], env=_env(settings))
+    assert res.exit_code == 1 and "has no earlier version to roll back to" in res.output
+
+
+def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
+    state = score_partition(settings, "churn", DAY, airflow_run_id="manual__2026-03-16")
+    manifest = json.loads(store.get_bytes(store.key(state.manifest_uri)))
+    assert manifest["status"] == "succeeded" and manifest["run_id"] == state.run_id
+    assert manifest["airflow_run_id"] == "manual__2026-03-16"
+    assert manifest["counts"] == {"extracted": CUSTOMERS, "valid": CUSTOMERS, "quarantined": 0, "scored": CUSTOMERS, "published": CUSTOMERS}
+    assert len(manifest["features"]["sha256"]) == 64
+    assert manifest["model"]["name"] == "churn_xgb" and manifest["model"]["version"] == 1 and len(manifest["model"]["sha256"]) == 64
+    assert manifest["versions"]["nightscore"] == pipeline.__version__ and manifest["versions"]["xgboost"]
+    assert manifest["validation_uri"].endswith("validation.json") and set(manifest["seconds"]) >= {"extract", "validate", "score", "publish"}
+    keys = store.list(state.prefix)
+    assert {k.rsplit("/", 1)[1] for k in keys} == {"features.parquet", "validation.json", "predictions.parquet", "manifest.json"}
+    res = CliRunner().invoke(app, ["runs", "--show", state.run_id], env=_env(settings))
+    assert res.exit_code == 0 and '"manifest"' in res.output and state.run_id in res.output and "features.parquet" in res.output
+
+
+def test_transient_s3_failures_are_retried(s3_settings, s3_endpoint):
+    engine = db.engine(s3_settings)
+    s3_endpoint.fail_puts, s3_endpoint.failed = 3, 0
+    state = score_partition(s3_settings, "churn", DAY)
+    assert s3_endpoint.failed == 3
+    assert state.counts["published"] == CUSTOMERS
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": state.run_id}).scalar() == "succeeded"
+
+
+def test_permanent_s3_failure_fails_the_run_without_manifest(s3_settings, s3_endpoint):
+    engine, store = db.engine(s3_settings), open_store(s3_settings)
+    s3_endpoint.fail_puts = -1
+    try:
+        with pytest.raises(NightscoreError, match=r"S3 upload of s3://ns-\w+/artifacts/runs/churn/ds=2026-03-15/.+/features.parquet failed") as info:
+            score_partition(s3_settings, "churn", DAY)
+    finally:
+        s3_endpoint.fail_puts = 0
+    assert "AWS_ENDPOINT_URL" in str(info.value)
+    with engine.connect() as conn:
+        run = conn.execute(sa.text("SELECT run_id, status, error FROM scoring_runs")).one()
+        assert conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar() == 0
+    assert run.status == "failed" and "S3 upload" in run.error
+    assert not store.exists(f"runs/churn/ds={DAY}/{run.run_id}/manifest.json")
+
+
+def test_registry_refuses_unknown_version(engine):
+    with pytest.raises(NightscoreError, match=r"model 'churn_xgb' has no version 5 \(registered: \[1\]\)"):
+        registry.get_version(engine, "churn_xgb", 5)
