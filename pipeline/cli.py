@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import date, timedelta
 from functools import wraps
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -56,7 +57,7 @@ def _yesterday() -> date:
     return date.today() - timedelta(days=1)
 
 
-def _day(value: Optional[str], where: str) -> date:
+def _day(value: str | None, where: str) -> date:
     return _yesterday() if value is None else parse_ds(value, where)
 
 
@@ -79,8 +80,8 @@ def init() -> None:
 @app.command("demo-data")
 @friendly
 def demo_data(
-    start: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD); default: 28 days before --end"),
-    end: Optional[str] = typer.Option(None, help="last day (YYYY-MM-DD); default: yesterday"),
+    start: str | None = typer.Option(None, help="first day (YYYY-MM-DD); default: 28 days before --end"),
+    end: str | None = typer.Option(None, help="last day (YYYY-MM-DD); default: yesterday"),
     customers: int = typer.Option(20_000, min=1, help="customers per day"),
 ) -> None:
     """Create the demo source table demo.customer_activity (deterministic per day)."""
@@ -98,7 +99,7 @@ def demo_data(
 @friendly
 def train(
     job: str = typer.Option(..., help="job name (a spec in the jobs folder)"),
-    end: Optional[str] = typer.Option(None, help="last holdout day (YYYY-MM-DD); default: yesterday"),
+    end: str | None = typer.Option(None, help="last holdout day (YYYY-MM-DD); default: yesterday"),
     promote: str = typer.Option("if_none", help="if_none | if_better | always | never: when to point the alias at the new version"),
 ) -> None:
     """Train, evaluate on the held-out days and register a new model version."""
@@ -128,8 +129,8 @@ def _print_run(state: Any) -> None:
 @friendly
 def score(
     job: str = typer.Option(..., help="job name"),
-    ds: Optional[str] = typer.Option(None, help="partition day (YYYY-MM-DD); default: yesterday"),
-    model_version: Optional[int] = typer.Option(None, "--model-version", min=1, help="pin a registered version instead of the job's alias"),
+    ds: str | None = typer.Option(None, help="partition day (YYYY-MM-DD); default: yesterday"),
+    model_version: int | None = typer.Option(None, "--model-version", min=1, help="pin a registered version instead of the job's alias"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and score, publish nothing"),
 ) -> None:
     """Score one (job, day) partition and publish it atomically (safe to rerun)."""
@@ -148,7 +149,7 @@ def backfill(
     job: str = typer.Option(..., help="job name"),
     start: str = typer.Option(..., help="first day (YYYY-MM-DD)"),
     end: str = typer.Option(..., help="last day, inclusive (YYYY-MM-DD)"),
-    model_version: Optional[int] = typer.Option(None, "--model-version", min=1, help="pin a registered version"),
+    model_version: int | None = typer.Option(None, "--model-version", min=1, help="pin a registered version"),
     dry_run: bool = typer.Option(False, "--dry-run"),
 ) -> None:
     """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1."""
@@ -178,9 +179,9 @@ def backfill(
 @app.command()
 @friendly
 def runs(
-    job: Optional[str] = typer.Option(None, help="only this job"),
+    job: str | None = typer.Option(None, help="only this job"),
     limit: int = typer.Option(20, min=1),
-    show: Optional[str] = typer.Option(None, "--show", help="print one run's record and manifest"),
+    show: str | None = typer.Option(None, "--show", help="print one run's record and manifest"),
 ) -> None:
     """List recent scoring runs, or show one."""
     from pipeline import db
@@ -216,7 +217,7 @@ def runs(
 
 @model_app.command("list")
 @friendly
-def model_list(name: Optional[str] = typer.Argument(None, help="model name; default: all")) -> None:
+def model_list(name: str | None = typer.Argument(None, help="model name; default: all")) -> None:
     """List registered versions with their metrics and aliases."""
     from pipeline import db, registry
 

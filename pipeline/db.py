@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -160,7 +161,7 @@ def adbc_connect(settings: Settings) -> Iterator[adbc_dbapi.Connection]:
 # --------------------------------------------------------------------------------------------
 # Named SQL and migrations
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def query(name: str) -> sa.TextClause:
     """The named query ``sql/queries/<name>.sql`` as a SQLAlchemy text clause with bind parameters."""
     path = SQL_DIR / "queries" / f"{name}.sql"
@@ -219,7 +220,7 @@ def migrate(eng: Engine) -> list[str]:
 
 def run_script(conn: sa.Connection, text: str) -> None:
     """Run a multi-statement SQL file as is (no parameter interpolation, so ``%`` is literal)."""
-    with conn.connection.cursor() as cur:
+    with closing(conn.connection.cursor()) as cur:
         cur.execute(text)
 
 

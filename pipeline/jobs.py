@@ -8,7 +8,7 @@ the field and the reason.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -180,7 +180,7 @@ def render_binds(text: str, *, ds: date | None = None, start: date | None = None
             raise JobSpecError(f"the query uses :{m.group(1)} but no value is available for it", fix="use :ds in scoring queries and :start/:end in training queries")
         if m.group(1) == "ds" or not interval:
             return f"DATE '{v.isoformat()}'"
-        return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=timezone.utc).isoformat()}'"
+        return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=UTC).isoformat()}'"
 
     return _BIND_RE.sub(sub, text)
 

@@ -8,6 +8,7 @@ A failure anywhere leaves the published day as it was.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -52,7 +53,7 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
     drop = pgsql.SQL("DROP TABLE IF EXISTS {}").format(pgsql.Identifier(STAGING_SCHEMA, table))
     raw = eng.raw_connection()
     try:
-        with raw.cursor() as cur:
+        with closing(raw.cursor()) as cur:
             cur.execute(swap, {"job": job, "ds": ds.isoformat()})
             inserted = cur.rowcount
             if inserted != expected or staged != expected:
@@ -65,7 +66,7 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
         raw.commit()
     except BaseException:
         raw.rollback()
-        with raw.cursor() as cur:
+        with closing(raw.cursor()) as cur:
             cur.execute(drop)
         raw.commit()
         raise

@@ -13,11 +13,12 @@ import platform
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -240,7 +241,7 @@ def _write_manifest(ctx: _Ctx, *, status: str, error: str | None = None) -> str:
         "drift": s.drift,
         "seconds": s.seconds,
         "versions": {"nightscore": pipeline.__version__, "xgboost": xgboost.__version__, "python": platform.python_version()},
-        "written_at": datetime.now(timezone.utc).isoformat(),
+        "written_at": datetime.now(UTC).isoformat(),
     }
     uri = ctx.store.put_bytes(f"{s.prefix}/manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     runs.update(ctx.eng, s.run_id, manifest_uri=uri)

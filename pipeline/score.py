@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -95,7 +96,7 @@ def score(
 ) -> Scored:
     """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into ``<prefix>/predictions.parquet``."""
     out = workdir / "predictions.parquet"
-    scored_at = datetime.now(timezone.utc)
+    scored_at = datetime.now(UTC)
     rows, total = 0, 0.0
     with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="zstd") as writer:
         for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):

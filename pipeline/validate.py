@@ -195,8 +195,8 @@ def run_suite(spec: JobSpec, df: pd.DataFrame) -> tuple[list[RuleOutcome], dict[
         bad_keys: list[Any] = []
         if row_level and not r.success:
             for item in res.get("unexpected_index_list") or []:
-                key = item.get(spec.entity_key) if isinstance(item, dict) else item
-                bad_keys.append(key.item() if hasattr(key, "item") else key)
+                key: Any = item.get(spec.entity_key) if isinstance(item, dict) else item
+                bad_keys.append(key.item() if hasattr(key, "item") else key)  # numpy scalar → Python
         count = int(res.get("unexpected_count") or 0) if row_level else 0
         outcomes.append(
             RuleOutcome(
