@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError
 
@@ -44,6 +45,10 @@ class Settings:
     threads: int
     batch_rows: int
     s3_endpoint_url: str | None = None
+    # explicit S3 credentials (from an Airflow AWS connection); None: boto3's own chain (AWS_* variables, ...)
+    s3_access_key: str | None = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False)
+    s3_region: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -81,3 +86,24 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
     )
+
+
+def settings_from_connections(base: Settings, postgres_uri: str | None, aws: dict[str, Any] | None) -> Settings:
+    """Settings for a task inside Airflow: the database from a Postgres connection's URI, S3 access from an
+    AWS connection (``login``/``password`` as keys, ``extra.endpoint_url`` for MinIO, ``extra.region_name``)."""
+    changes: dict[str, Any] = {}
+    if postgres_uri:
+        changes["database_url"] = postgres_uri
+    if aws:
+        extra = aws.get("extra") or {}
+        if isinstance(extra, str):
+            import json
+
+            extra = json.loads(extra or "{}")
+        changes.update(
+            s3_endpoint_url=extra.get("endpoint_url") or base.s3_endpoint_url,
+            s3_access_key=aws.get("login") or None,
+            s3_secret_key=aws.get("password") or None,
+            s3_region=extra.get("region_name") or None,
+        )
+    return replace(base, **changes)

@@ -19,20 +19,32 @@ class S3Store:
     A PUT or a multipart upload is invisible until complete, so objects appear only when whole.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
         if not bucket:
             raise ConfigError("the S3 artifact URI names no bucket", where="NIGHTSCORE_ARTIFACT_URI", fix="use s3://bucket/prefix")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.endpoint_url = endpoint_url
+        self._credentials = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key} if access_key else {}
+        self._region = region
         self._client = client
 
     @classmethod
-    def from_uri(cls, uri: str, *, endpoint_url: str | None = None) -> S3Store:
+    def from_uri(cls, uri: str, **kw: Any) -> S3Store:
         rest = uri.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
-        return cls(bucket, prefix, endpoint_url=endpoint_url)
+        return cls(bucket, prefix, **kw)
 
     @property
     def client(self) -> Any:
@@ -43,6 +55,8 @@ class S3Store:
             self._client = boto3.client(
                 "s3",
                 endpoint_url=self.endpoint_url,
+                region_name=self._region,
+                **self._credentials,
                 config=Config(
                     retries={"mode": "standard", "max_attempts": 5},
                     request_checksum_calculation="when_required",

@@ -116,7 +116,13 @@ def open_store(settings: Settings) -> ArtifactStore:
     if uri.startswith("s3://"):
         from pipeline.s3store import S3Store
 
-        return S3Store.from_uri(uri, endpoint_url=settings.s3_endpoint_url)
+        return S3Store.from_uri(
+            uri,
+            endpoint_url=settings.s3_endpoint_url,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            region=settings.s3_region,
+        )
     if "://" in uri and not uri.startswith("file://"):
         raise ConfigError(f"unsupported artifact URI {uri!r}", where="NIGHTSCORE_ARTIFACT_URI", fix="use s3://bucket/prefix or a folder path")
     root = Path(uri.removeprefix("file://"))

@@ -102,3 +102,20 @@ def test_permanent_s3_failure_fails_the_run_without_manifest(s3_settings, s3_end
 def test_registry_refuses_unknown_version(engine):
     with pytest.raises(NightscoreError, match=r"model 'churn_xgb' has no version 5 \(registered: \[1\]\)"):
         registry.get_version(engine, "churn_xgb", 5)
+
+
+def test_settings_from_airflow_style_connections(s3_settings, s3_endpoint):
+    """The S3 endpoint and keys can come from an AWS connection (as Airflow hands it over) instead of AWS_*."""
+    from dataclasses import replace
+
+    from pipeline.config import settings_from_connections
+
+    base = replace(s3_settings, s3_endpoint_url=None, database_url=None)
+    conn = {"conn_type": "aws", "login": "from-connection", "password": "conn-secret", "extra": json.dumps({"endpoint_url": s3_endpoint.url, "region_name": "eu-west-1"})}
+    s = settings_from_connections(base, s3_settings.database_url, conn)
+    assert "conn-secret" not in repr(s)  # secrets stay out of logs
+    store = open_store(s)
+    creds = store.client._request_signer._credentials
+    assert (creds.access_key, store.client.meta.region_name) == ("from-connection", "eu-west-1")
+    state = score_partition(s, "churn", DAY)  # reaches moto only through the connection's endpoint_url
+    assert state.counts["published"] == CUSTOMERS and store.exists(store.key(state.manifest_uri))
