@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pipeline
@@ -178,8 +178,6 @@ def score_step(settings: Settings, state: RunState) -> RunState:
         with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
             if drop:  # keys were saved as text; match the column's own type
                 key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.entity_key).type
-                import pyarrow as pa
-
                 drop = pa.array(drop).cast(key_type).to_pylist()
             sc = score(
                 ctx.spec, state.day, path, booster, mv, state.run_id, ctx.store, state.prefix, ctx.workdir,
@@ -262,7 +260,3 @@ def score_partition(
     for step in (extract_step, validate_step, score_step, publish_step, finish_step):
         state = step(settings, state)
     return state
-
-
-def workdir_of(settings: Settings, run_id: str) -> Path:
-    return settings.home / "work" / run_id
