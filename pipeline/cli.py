@@ -73,7 +73,9 @@ def init() -> None:
     store = open_store(s)
     if hasattr(store, "ensure_bucket"):
         store.ensure_bucket()
-    out.print(f"database {db.safe_url(db.database_url(s))}: {len(applied)} migration(s) applied{': ' + ', '.join(applied) if applied else ' (up to date)'}")
+    out.print(
+        f"database {db.safe_url(db.database_url(s))}: {len(applied)} migration(s) applied{': ' + ', '.join(applied) if applied else ' (up to date)'}"
+    )
     out.print(f"artifacts: {store.root_uri}")
 
 
@@ -92,7 +94,9 @@ def demo_data(
     if first > last:
         raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
     res = load_demo_data(_settings(), first, last, customers)
-    out.print(f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows")
+    out.print(
+        f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows"
+    )
 
 
 @app.command()
@@ -112,7 +116,9 @@ def train(
     spec = load_job(s.jobs_dir, job)
     with out.status(f"training {spec.model.name} for job {job}…"):
         res = train_model(s, spec, end=_day(end, "--end"), promote=promote)  # type: ignore[arg-type]
-    out.print(f"registered {res.model_name} v{res.version}: AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows")
+    out.print(
+        f"registered {res.model_name} v{res.version}: AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows"
+    )
     out.print(res.reason)
 
 
@@ -173,7 +179,10 @@ def backfill(
                 err.print(f"[red]{d} failed:[/] {exc}")
             progress.advance(task)
     if failures:
-        raise NightscoreError(f"{len(failures)} of {len(days)} day(s) failed: " + " | ".join(failures), fix="see each day's error; rerun those days once fixed")
+        raise NightscoreError(
+            f"{len(failures)} of {len(days)} day(s) failed: " + " | ".join(failures),
+            fix="see each day's error; rerun those days once fixed",
+        )
 
 
 @app.command()
@@ -208,9 +217,14 @@ def runs(
         status = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(r["status"], r["status"])
         model = f"{r['model_name']} v{r['model_version']}" if r["model_version"] else ""
         table.add_row(
-            str(r["run_id"]), r["job"], str(r["ds"]), status + (" (dry)" if r["dry_run"] else ""), model,
+            str(r["run_id"]),
+            r["job"],
+            str(r["ds"]),
+            status + (" (dry)" if r["dry_run"] else ""),
+            model,
             *(f"{r[k]:,}" if r[k] is not None else "" for k in ("rows_extracted", "rows_valid", "rows_quarantined", "rows_published")),
-            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), (r["error"] or "")[:80],
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            (r["error"] or "")[:80],
         )
     out.print(table)
 
@@ -227,8 +241,15 @@ def model_list(name: str | None = typer.Argument(None, help="model name; default
     for mv in registry.list_versions(eng, name):
         tags = ", ".join(a for (m, a), v in al.items() if m == mv.name and v == mv.version)
         w = mv.training_window
-        table.add_row(mv.name, str(mv.version), tags, f"{mv.metrics.get('auc', float('nan')):.4f}", f"{mv.metrics.get('logloss', float('nan')):.4f}",
-                      f"{w.get('train_start')}..{w.get('holdout_end')}", mv.sha256[:12])
+        table.add_row(
+            mv.name,
+            str(mv.version),
+            tags,
+            f"{mv.metrics.get('auc', float('nan')):.4f}",
+            f"{mv.metrics.get('logloss', float('nan')):.4f}",
+            f"{w.get('train_start')}..{w.get('holdout_end')}",
+            mv.sha256[:12],
+        )
     out.print(table)
 
 
@@ -274,7 +295,9 @@ def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(2
     out.print(f"[bold]database[/] {db.safe_url(url)}")
     with out.status("loading demo source data…"):
         res = load_demo_data(s, y - timedelta(days=spec.training.train_days + spec.training.holdout_days), y, customers)
-    out.print(f"[bold]source[/]   demo.customer_activity: {res['rows']:,} rows ({res['days_written']} day(s) generated, {res['days_kept']} reused)")
+    out.print(
+        f"[bold]source[/]   demo.customer_activity: {res['rows']:,} rows ({res['days_written']} day(s) generated, {res['days_kept']} reused)"
+    )
     if (spec.model.name, spec.model.alias) not in registry.aliases(eng, spec.model.name):
         with out.status(f"training {spec.model.name}…"):
             tr = train_model(s, spec, end=y - timedelta(days=1))

@@ -74,6 +74,16 @@ class Decision(_Strict):
     negative: str = "negative"
 
 
+CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+
+
+def check_cron(v: str) -> str:
+    """A schedule is a cron preset or five cron fields (Airflow's cron timetables read it)."""
+    if v.strip() in CRON_PRESETS or len(v.split()) == 5:
+        return v.strip()
+    raise ValueError(f"schedule {v!r} is neither a cron preset ({', '.join(sorted(CRON_PRESETS))}) nor five cron fields like '0 2 * * *'")
+
+
 class Training(_Strict):
     sql: str  # query over a labelled window, binds :start and :end (dates, end exclusive)
     label: str = Field(pattern=NAME_RE)
@@ -82,6 +92,12 @@ class Training(_Strict):
     promote_margin: float = Field(default=0.0, ge=0)  # AUC the new model must gain to replace the champion
     params: dict[str, float | int | str] = Field(default_factory=dict)
     num_boost_round: int = Field(default=200, ge=1)
+    schedule: str = "@weekly"  # when the train_<job> DAG retrains (cron or preset)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
 
 
 class ValidationPolicy(_Strict):
@@ -114,6 +130,11 @@ class JobSpec(_Strict):
 
     # set by the loader, not part of the YAML
     spec_path: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
 
     @field_validator("timezone")
     @classmethod
@@ -177,7 +198,10 @@ def render_binds(text: str, *, ds: date | None = None, start: date | None = None
     def sub(m: re.Match[str]) -> str:
         v = values[m.group(1)]
         if v is None:
-            raise JobSpecError(f"the query uses :{m.group(1)} but no value is available for it", fix="use :ds in scoring queries and :start/:end in training queries")
+            raise JobSpecError(
+                f"the query uses :{m.group(1)} but no value is available for it",
+                fix="use :ds in scoring queries and :start/:end in training queries",
+            )
         if m.group(1) == "ds" or not interval:
             return f"DATE '{v.isoformat()}'"
         return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=UTC).isoformat()}'"
@@ -205,12 +229,22 @@ def load_spec(path: Path) -> JobSpec:
     try:
         spec = JobSpec.model_validate({**raw, "spec_path": path.resolve()})
     except ValidationError as exc:
-        raise JobSpecError(f"invalid job spec: {_format_error(exc)}", where=str(path), fix="correct the field(s) named; the README's 'Job spec' section lists them") from None
+        raise JobSpecError(
+            f"invalid job spec: {_format_error(exc)}",
+            where=str(path),
+            fix="correct the field(s) named; the README's 'Job spec' section lists them",
+        ) from None
     if spec.name != path.stem:
-        raise JobSpecError(f"job name {spec.name!r} differs from the file name {path.stem!r}", where=str(path), fix=f"rename the file to {spec.name}.yml or set name: {path.stem}")
+        raise JobSpecError(
+            f"job name {spec.name!r} differs from the file name {path.stem!r}",
+            where=str(path),
+            fix=f"rename the file to {spec.name}.yml or set name: {path.stem}",
+        )
     for label, rel in (("source.sql", spec.source.sql), ("training.sql", spec.training.sql)):
         if not (spec.spec_dir / rel).is_file():
-            raise JobSpecError(f"{label} file {rel!r} does not exist", where=str(path), fix=f"create {spec.spec_dir / rel} or correct the path")
+            raise JobSpecError(
+                f"{label} file {rel!r} does not exist", where=str(path), fix=f"create {spec.spec_dir / rel} or correct the path"
+            )
     return spec
 
 
@@ -224,7 +258,9 @@ def load_job(jobs_dir: Path, name: str) -> JobSpec:
         if path.stem == name:
             return load_spec(path)
     known = ", ".join(p.stem for p in spec_files(jobs_dir)) or "none"
-    raise JobSpecError(f"unknown job {name!r} (known jobs: {known})", where=str(jobs_dir), fix=f"add {jobs_dir / (name + '.yml')} or pick a known job")
+    raise JobSpecError(
+        f"unknown job {name!r} (known jobs: {known})", where=str(jobs_dir), fix=f"add {jobs_dir / (name + '.yml')} or pick a known job"
+    )
 
 
 def load_all(jobs_dir: Path) -> list[JobSpec]:

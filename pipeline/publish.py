@@ -47,9 +47,7 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
     expected = pq.ParquetFile(predictions_path).metadata.num_rows
     eng = db.ready_engine(settings)
     staged = stage(settings, predictions_path, table)
-    swap = pgsql.SQL((SQL_DIR / "queries" / "publish_partition.sql").read_text()).format(
-        staging=pgsql.Identifier(STAGING_SCHEMA, table)
-    )
+    swap = pgsql.SQL((SQL_DIR / "queries" / "publish_partition.sql").read_text()).format(staging=pgsql.Identifier(STAGING_SCHEMA, table))
     drop = pgsql.SQL("DROP TABLE IF EXISTS {}").format(pgsql.Identifier(STAGING_SCHEMA, table))
     raw = eng.raw_connection()
     try:

@@ -112,7 +112,9 @@ def list_versions(eng: Engine, name: str | None = None) -> list[ModelVersion]:
 
 def aliases(eng: Engine, name: str | None = None) -> dict[tuple[str, str], int]:
     with eng.connect() as conn:
-        rows = conn.execute(sa.text("SELECT model_name, alias, version FROM model_aliases WHERE CAST(:n AS text) IS NULL OR model_name = :n"), {"n": name}).all()
+        rows = conn.execute(
+            sa.text("SELECT model_name, alias, version FROM model_aliases WHERE CAST(:n AS text) IS NULL OR model_name = :n"), {"n": name}
+        ).all()
     return {(r.model_name, r.alias): r.version for r in rows}
 
 
@@ -152,7 +154,9 @@ def rollback(eng: Engine, name: str, alias: str = "champion", *, by: str | None 
     """Point ``alias`` back at the version it had before its last move. Returns (restored, replaced)."""
     with eng.connect() as conn:
         last = conn.execute(
-            sa.text("SELECT from_version, to_version FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id DESC LIMIT 1"),
+            sa.text(
+                "SELECT from_version, to_version FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id DESC LIMIT 1"
+            ),
             {"n": name, "a": alias},
         ).first()
     if last is None or last.from_version is None:

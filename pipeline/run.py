@@ -146,7 +146,9 @@ def validate_step(settings: Settings, state: RunState) -> RunState:
             df = pq.read_table(path).to_pandas()
         outcome = validate_frame(ctx.spec, df)
         del df
-        state.validation_uri = ctx.store.put_bytes(f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode())
+        state.validation_uri = ctx.store.put_bytes(
+            f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
+        )
         state.counts["quarantined"] = len(outcome.quarantined) if outcome.passed else 0
         state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
         runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined)
@@ -180,8 +182,18 @@ def score_step(settings: Settings, state: RunState) -> RunState:
                 key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.entity_key).type
                 drop = pa.array(drop).cast(key_type).to_pylist()
             sc = score(
-                ctx.spec, state.day, path, booster, mv, state.run_id, ctx.store, state.prefix, ctx.workdir,
-                threads=settings.threads, batch_rows=settings.batch_rows, drop_keys=drop,
+                ctx.spec,
+                state.day,
+                path,
+                booster,
+                mv,
+                state.run_id,
+                ctx.store,
+                state.prefix,
+                ctx.workdir,
+                threads=settings.threads,
+                batch_rows=settings.batch_rows,
+                drop_keys=drop,
             )
         state.predictions_uri = sc.uri
         state.counts["scored"] = sc.rows

@@ -17,9 +17,23 @@ _RUNS = sa.table(
     *(
         sa.column(c)
         for c in (
-            "run_id", "status", "model_name", "model_version", "model_sha256", "rows_extracted", "rows_valid",
-            "rows_quarantined", "rows_scored", "rows_published", "validation_success", "validation_summary",
-            "validation_report_uri", "manifest_uri", "drift", "error", "finished_at",
+            "run_id",
+            "status",
+            "model_name",
+            "model_version",
+            "model_sha256",
+            "rows_extracted",
+            "rows_valid",
+            "rows_quarantined",
+            "rows_scored",
+            "rows_published",
+            "validation_success",
+            "validation_summary",
+            "validation_report_uri",
+            "manifest_uri",
+            "drift",
+            "error",
+            "finished_at",
         )
     ),
 )

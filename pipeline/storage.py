@@ -91,7 +91,9 @@ class LocalStore:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise NightscoreError(f"artifact {key!r} does not exist", where=self.root_uri, fix="check the run or model that should have written it") from None
+            raise NightscoreError(
+                f"artifact {key!r} does not exist", where=self.root_uri, fix="check the run or model that should have written it"
+            ) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -124,7 +126,9 @@ def open_store(settings: Settings) -> ArtifactStore:
             region=settings.s3_region,
         )
     if "://" in uri and not uri.startswith("file://"):
-        raise ConfigError(f"unsupported artifact URI {uri!r}", where="NIGHTSCORE_ARTIFACT_URI", fix="use s3://bucket/prefix or a folder path")
+        raise ConfigError(
+            f"unsupported artifact URI {uri!r}", where="NIGHTSCORE_ARTIFACT_URI", fix="use s3://bucket/prefix or a folder path"
+        )
     root = Path(uri.removeprefix("file://"))
     root.mkdir(parents=True, exist_ok=True)
     return LocalStore(root)

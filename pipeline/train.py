@@ -99,7 +99,9 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "seed": 7,
         **t.params,
     }
-    dtrain = xgb.DMatrix(to_matrix(train_t, spec), label=_labels(train_t, t.label), feature_names=names, feature_types=types, enable_categorical=True)
+    dtrain = xgb.DMatrix(
+        to_matrix(train_t, spec), label=_labels(train_t, t.label), feature_names=names, feature_types=types, enable_categorical=True
+    )
     x_hold, y_hold = to_matrix(hold_t, spec), _labels(hold_t, t.label)
     booster = xgb.train(params, dtrain, num_boost_round=t.num_boost_round)
     p_hold = booster.inplace_predict(x_hold)
@@ -110,7 +112,12 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "holdout_rows": int(hold_t.num_rows),
         "positive_rate": round(float(y_hold.mean()), 6),
     }
-    window = {"train_start": train_start, "train_end": holdout_start - timedelta(days=1), "holdout_start": holdout_start, "holdout_end": end}
+    window = {
+        "train_start": train_start,
+        "train_end": holdout_start - timedelta(days=1),
+        "holdout_start": holdout_start,
+        "holdout_end": end,
+    }
     manifest = {
         "job": spec.name,
         "features": [f.model_dump(exclude_none=True) for f in spec.features],
@@ -135,7 +142,9 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
     return TrainResult(mv.name, mv.version, metrics, promoted, reason, champion)
 
 
-def _decide(eng: Any, store: Any, spec: JobSpec, promote: Promote, champion: int | None, metrics: dict[str, float], x: np.ndarray, y: np.ndarray) -> tuple[bool, str]:
+def _decide(
+    eng: Any, store: Any, spec: JobSpec, promote: Promote, champion: int | None, metrics: dict[str, float], x: np.ndarray, y: np.ndarray
+) -> tuple[bool, str]:
     if promote == "never":
         return False, "registered only (promotion not requested)"
     if champion is None:

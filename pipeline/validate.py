@@ -26,7 +26,22 @@ log = logging.getLogger(__name__)
 SAMPLE_KEYS = 5
 
 _FLOAT = ["float16", "float32", "float64", "Float32", "Float64", "double[pyarrow]", "float[pyarrow]"]
-_INT = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "Int8", "Int16", "Int32", "Int64", "int64[pyarrow]", "int32[pyarrow]"]
+_INT = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "int64[pyarrow]",
+    "int32[pyarrow]",
+]
 _STR = ["object", "str", "string", "string[python]", "string[pyarrow]", "large_string[pyarrow]", "StringDtype"]
 _BOOL = ["bool", "boolean", "bool[pyarrow]"]
 # ints with nulls arrive as float64 from Arrow, so int features accept floats; strings never pass as numbers
@@ -50,9 +65,8 @@ class RuleOutcome:
         where = f"column '{self.column}'" if self.column else "table"
         if self.row_level:
             keys = ", ".join(str(k) for k in self.sample_keys)
-            return (
-                f"{where}: {self.description}: {self.unexpected_count} row(s) ({self.unexpected_share:.2%}) broke it"
-                + (f", e.g. keys {keys}" if keys else "")
+            return f"{where}: {self.description}: {self.unexpected_count} row(s) ({self.unexpected_share:.2%}) broke it" + (
+                f", e.g. keys {keys}" if keys else ""
             )
         return f"{where}: {self.description} (observed: {self.observed})"
 
@@ -103,9 +117,17 @@ def _describe_feature_rules(f: Feature) -> list[tuple[str, dict[str, Any], str]]
     if f.type in ("float", "int") and (f.min is not None or f.max is not None):
         lo = "-inf" if f.min is None else f"{f.min:g}"
         hi = "+inf" if f.max is None else f"{f.max:g}"
-        rules.append(("ExpectColumnValuesToBeBetween", {"column": f.name, "min_value": f.min, "max_value": f.max}, f"must be between {lo} and {hi}"))
+        rules.append(
+            ("ExpectColumnValuesToBeBetween", {"column": f.name, "min_value": f.min, "max_value": f.max}, f"must be between {lo} and {hi}")
+        )
     if f.type == "category":
-        rules.append(("ExpectColumnValuesToBeInSet", {"column": f.name, "value_set": list(f.values or [])}, f"must be one of {', '.join(f.values or [])}"))
+        rules.append(
+            (
+                "ExpectColumnValuesToBeInSet",
+                {"column": f.name, "value_set": list(f.values or [])},
+                f"must be one of {', '.join(f.values or [])}",
+            )
+        )
     return rules
 
 
@@ -121,8 +143,18 @@ def build_rules(spec: JobSpec, df: pd.DataFrame) -> list[tuple[str, dict[str, An
     """
     cols = set(df.columns)
     rules: list[tuple[str, dict[str, Any], str, bool]] = [
-        ("ExpectTableColumnsToMatchSet", {"column_set": spec.columns, "exact_match": True}, f"columns must be exactly {', '.join(spec.columns)}", False),
-        ("ExpectTableRowCountToBeBetween", {"min_value": spec.validation.min_rows}, f"must have at least {spec.validation.min_rows} row(s)", False),
+        (
+            "ExpectTableColumnsToMatchSet",
+            {"column_set": spec.columns, "exact_match": True},
+            f"columns must be exactly {', '.join(spec.columns)}",
+            False,
+        ),
+        (
+            "ExpectTableRowCountToBeBetween",
+            {"min_value": spec.validation.min_rows},
+            f"must have at least {spec.validation.min_rows} row(s)",
+            False,
+        ),
     ]
     if spec.entity_key in cols:
         rules.append(("ExpectColumnValuesToNotBeNull", {"column": spec.entity_key}, "entity key must not be null", True))
@@ -130,7 +162,9 @@ def build_rules(spec: JobSpec, df: pd.DataFrame) -> list[tuple[str, dict[str, An
     for f in spec.features:
         if f.name not in cols:
             continue
-        rules.append(("ExpectColumnValuesToBeInTypeList", {"column": f.name, "type_list": TYPE_LISTS[f.type]}, f"must be of type {f.type}", False))
+        rules.append(
+            ("ExpectColumnValuesToBeInTypeList", {"column": f.name, "type_list": TYPE_LISTS[f.type]}, f"must be of type {f.type}", False)
+        )
         if not _type_ok(df[f.name], f):
             continue
         rules.extend((name, kw, words, True) for name, kw, words in _describe_feature_rules(f))
@@ -190,7 +224,11 @@ def run_suite(spec: JobSpec, df: pd.DataFrame) -> tuple[list[RuleOutcome], dict[
         res = r.result or {}
         column = cfg.kwargs.get("column")
         if r.exception_info and r.exception_info.get("raised_exception"):
-            outcomes.append(RuleOutcome(cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")))
+            outcomes.append(
+                RuleOutcome(
+                    cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")
+                )
+            )
             continue
         bad_keys: list[Any] = []
         if row_level and not r.success:
@@ -251,11 +289,15 @@ def validate_frame(spec: JobSpec, df: pd.DataFrame) -> ValidationOutcome:
     header = f"validation of job {spec.name!r} failed: {len(failed)} rule(s) broken on {n} rows"
     lines = [r.sentence() for r in failed]
     if policy.policy == "quarantine" and not table_failures and share <= policy.max_bad_ratio and len(quarantined) < n:
-        msg = f"{len(quarantined)} of {n} rows ({share:.2%}) quarantined, within the limit of {policy.max_bad_ratio:.2%}: " + "; ".join(lines)
+        msg = f"{len(quarantined)} of {n} rows ({share:.2%}) quarantined, within the limit of {policy.max_bad_ratio:.2%}: " + "; ".join(
+            lines
+        )
         return ValidationOutcome(False, True, n, rules, quarantined, msg, gx_json)
     if policy.policy == "quarantine" and not table_failures:
         header += f"; {len(quarantined)} bad rows ({share:.2%}) exceed max_bad_ratio {policy.max_bad_ratio:.2%}"
-    return ValidationOutcome(False, False, n, rules, {} if policy.policy == "fail" else quarantined, header + ": " + "; ".join(lines), gx_json)
+    return ValidationOutcome(
+        False, False, n, rules, {} if policy.policy == "fail" else quarantined, header + ": " + "; ".join(lines), gx_json
+    )
 
 
 def raise_if_failed(outcome: ValidationOutcome, spec: JobSpec, where: str) -> None:

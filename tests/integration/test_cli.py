@@ -58,7 +58,9 @@ def test_no_model_registered(empty_settings):
 def test_database_unreachable(tmp_path):
     from pipeline.config import PROJECT_ROOT, Settings
 
-    s = Settings(tmp_path, "postgresql://nightscore:secret-pw@127.0.0.1:1/nightscore", str(tmp_path / "a"), PROJECT_ROOT / "dags" / "jobs", 1, 1000)
+    s = Settings(
+        tmp_path, "postgresql://nightscore:secret-pw@127.0.0.1:1/nightscore", str(tmp_path / "a"), PROJECT_ROOT / "dags" / "jobs", 1, 1000
+    )
     res = runner.invoke(app, ["score", "--job", "churn", "--ds", "2026-03-15"], env=_env(s))
     assert res.exit_code == 1
     assert "cannot connect to PostgreSQL" in res.output and "127.0.0.1:1" in res.output

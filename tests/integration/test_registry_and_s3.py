@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 
 def _published_version(engine) -> set[int]:
     with engine.connect() as conn:
-        return set(conn.execute(sa.text("SELECT DISTINCT model_version FROM predictions WHERE job='churn' AND ds=:d"), {"d": DAY}).scalars())
+        return set(
+            conn.execute(sa.text("SELECT DISTINCT model_version FROM predictions WHERE job='churn' AND ds=:d"), {"d": DAY}).scalars()
+        )
 
 
 def test_promote_then_rollback_take_effect_and_are_recorded(settings, engine):
@@ -45,7 +47,9 @@ def test_promote_then_rollback_take_effect_and_are_recorded(settings, engine):
 
     with engine.connect() as conn:
         history = conn.execute(
-            sa.text("SELECT from_version, to_version, reason, changed_by, changed_at FROM model_alias_history WHERE alias='champion' ORDER BY id")
+            sa.text(
+                "SELECT from_version, to_version, reason, changed_by, changed_at FROM model_alias_history WHERE alias='champion' ORDER BY id"
+            )
         ).all()
     assert [(h.from_version, h.to_version) for h in history] == [(None, 1), (1, 2), (2, 1)]
     assert history[1].reason == "better recall" and history[2].reason == "rollback from v2"
@@ -66,7 +70,12 @@ def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
     assert len(manifest["features"]["sha256"]) == 64
     assert manifest["model"]["name"] == "churn_xgb" and manifest["model"]["version"] == 1 and len(manifest["model"]["sha256"]) == 64
     assert manifest["versions"]["nightscore"] == pipeline.__version__ and manifest["versions"]["xgboost"]
-    assert manifest["validation_uri"].endswith("validation.json") and set(manifest["seconds"]) >= {"extract", "validate", "score", "publish"}
+    assert manifest["validation_uri"].endswith("validation.json") and set(manifest["seconds"]) >= {
+        "extract",
+        "validate",
+        "score",
+        "publish",
+    }
     keys = store.list(state.prefix)
     assert {k.rsplit("/", 1)[1] for k in keys} == {"features.parquet", "validation.json", "predictions.parquet", "manifest.json"}
     res = CliRunner().invoke(app, ["runs", "--show", state.run_id], env=_env(settings))
@@ -80,14 +89,19 @@ def test_transient_s3_failures_are_retried(s3_settings, s3_endpoint):
     assert s3_endpoint.failed == 3
     assert state.counts["published"] == CUSTOMERS
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT status FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": state.run_id}).scalar() == "succeeded"
+        assert (
+            conn.execute(sa.text("SELECT status FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": state.run_id}).scalar()
+            == "succeeded"
+        )
 
 
 def test_permanent_s3_failure_fails_the_run_without_manifest(s3_settings, s3_endpoint):
     engine, store = db.engine(s3_settings), open_store(s3_settings)
     s3_endpoint.fail_puts = -1
     try:
-        with pytest.raises(NightscoreError, match=r"S3 upload of s3://ns-\w+/artifacts/runs/churn/ds=2026-03-15/.+/features.parquet failed") as info:
+        with pytest.raises(
+            NightscoreError, match=r"S3 upload of s3://ns-\w+/artifacts/runs/churn/ds=2026-03-15/.+/features.parquet failed"
+        ) as info:
             score_partition(s3_settings, "churn", DAY)
     finally:
         s3_endpoint.fail_puts = 0
@@ -111,7 +125,12 @@ def test_settings_from_airflow_style_connections(s3_settings, s3_endpoint):
     from pipeline.config import settings_from_connections
 
     base = replace(s3_settings, s3_endpoint_url=None, database_url=None)
-    conn = {"conn_type": "aws", "login": "from-connection", "password": "conn-secret", "extra": json.dumps({"endpoint_url": s3_endpoint.url, "region_name": "eu-west-1"})}
+    conn = {
+        "conn_type": "aws",
+        "login": "from-connection",
+        "password": "conn-secret",
+        "extra": json.dumps({"endpoint_url": s3_endpoint.url, "region_name": "eu-west-1"}),
+    }
     s = settings_from_connections(base, s3_settings.database_url, conn)
     assert "conn-secret" not in repr(s)  # secrets stay out of logs
     store = open_store(s)

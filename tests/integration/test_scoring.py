@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 def _rows(engine, ds=DAY):
     with engine.connect() as conn:
         return conn.execute(
-            sa.text("SELECT entity_id, score, label, model_name, model_version, run_id FROM predictions WHERE job='churn' AND ds=:d ORDER BY entity_id"),
+            sa.text(
+                "SELECT entity_id, score, label, model_name, model_version, run_id FROM predictions WHERE job='churn' AND ds=:d ORDER BY entity_id"
+            ),
             {"d": ds},
         ).all()
 
@@ -39,7 +41,13 @@ def test_publishes_one_full_partition_with_lineage(settings, engine):
     assert all(0.0 <= r.score <= 1.0 and r.label == ("churn" if r.score >= 0.5 else "stay") for r in rows)
     run = _run_row(engine, state.run_id)
     assert run["status"] == "succeeded" and run["error"] is None
-    assert (run["rows_extracted"], run["rows_valid"], run["rows_quarantined"], run["rows_scored"], run["rows_published"]) == (source, source, 0, source, source)
+    assert (run["rows_extracted"], run["rows_valid"], run["rows_quarantined"], run["rows_scored"], run["rows_published"]) == (
+        source,
+        source,
+        0,
+        source,
+        source,
+    )
     assert run["model_sha256"] and run["manifest_uri"].endswith("manifest.json")
     assert set(run["stage_seconds"]) >= {"extract", "validate", "score", "publish", "monitor"}
     assert "score_psi" in run["drift"]
@@ -107,7 +115,9 @@ def test_out_of_contract_value_fails_and_keeps_the_published_day(settings, engin
     first = score_partition(settings, "churn", DAY)
     before = _rows(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE demo.customer_activity SET monthly_spend = 99999 WHERE ds = :d AND customer_id IN (11, 12)"), {"d": DAY})
+        conn.execute(
+            sa.text("UPDATE demo.customer_activity SET monthly_spend = 99999 WHERE ds = :d AND customer_id IN (11, 12)"), {"d": DAY}
+        )
     with pytest.raises(ValidationFailed) as info:
         score_partition(settings, "churn", DAY)
     msg = str(info.value)

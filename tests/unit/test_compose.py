@@ -12,9 +12,27 @@ import yaml
 from pipeline.config import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"}
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
 LONG_RUNNING = {"postgres", "redis", "minio"} | AIRFLOW_SERVICES - {"airflow-init"}
-ENV = {k: "x" for k in ("POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "NIGHTSCORE_DB_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY")}
+ENV = {
+    k: "x"
+    for k in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_DB_PASSWORD",
+        "NIGHTSCORE_DB_PASSWORD",
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_FERNET_KEY",
+    )
+}
 
 
 def _compose() -> dict:
@@ -62,7 +80,12 @@ def test_docker_compose_config():
     if created:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in ENV.items()))
     try:
-        res = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, env={**ENV, "PATH": "/usr/bin:/bin:/usr/local/bin"})
+        res = subprocess.run(
+            ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
+            capture_output=True,
+            text=True,
+            env={**ENV, "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        )
     finally:
         if created:
             env_file.unlink()

@@ -40,7 +40,10 @@ def test_unknown_job_lists_known_ones():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"features": [{"name": "plan", "type": "category"}]}, r"field 'features\.0': category feature 'plan' needs a non-empty 'values' list"),
+        (
+            {"features": [{"name": "plan", "type": "category"}]},
+            r"field 'features\.0': category feature 'plan' needs a non-empty 'values' list",
+        ),
         ({"features": [{"name": "x", "type": "decimal"}]}, r"field 'features\.0\.type'"),
         ({"schedule_interval": "@daily"}, r"field 'schedule_interval': Extra inputs are not permitted"),
         ({"timezone": "Mars/Olympus"}, r"field 'timezone': unknown timezone 'Mars/Olympus'"),

@@ -1,0 +1,176 @@
+"""Task bodies shared by the nightscore DAGs: read connections, pick the day, call one `pipeline` step.
+
+Nothing here runs at parse time. Every import of the heavy libraries (pandas, pyarrow, xgboost,
+great_expectations, sqlalchemy, boto3) happens inside a task, on the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+log = logging.getLogger(__name__)
+
+JOBS_DIR = Path(os.environ.get("NIGHTSCORE_JOBS_DIR") or Path(__file__).resolve().parent / "jobs")
+POSTGRES_CONN_ID = os.environ.get("NIGHTSCORE_POSTGRES_CONN_ID", "nightscore_postgres")
+AWS_CONN_ID = os.environ.get("NIGHTSCORE_AWS_CONN_ID", "nightscore_s3")
+
+# Errors that another attempt cannot fix: fail the task at once instead of retrying.
+NO_RETRY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[
+                "pipeline.errors.ValidationFailed",
+                "pipeline.errors.JobSpecError",
+                "pipeline.errors.ModelError",
+                "pipeline.errors.ConfigError",
+            ],
+            action=RetryAction.FAIL,
+            reason="the input or the configuration is wrong; a retry would fail the same way",
+        )
+    ]
+)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "retry_policy": NO_RETRY,
+}
+
+
+def _connection(conn_id: str) -> Any | None:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def task_settings() -> Any:
+    """`pipeline` settings for this task: environment defaults, then the Airflow connections if they exist.
+
+    Without a ``nightscore_postgres`` connection the embedded PostgreSQL under ``.nightscore/`` is used
+    (what ``make airflow`` runs on); without ``nightscore_s3`` the artifact store is NIGHTSCORE_ARTIFACT_URI.
+    """
+    import sqlalchemy as sa
+
+    from pipeline.config import load_settings, settings_from_connections
+
+    base = load_settings().with_overrides(jobs_dir=JOBS_DIR)
+    pg = _connection(POSTGRES_CONN_ID)
+    pg_uri = None
+    if pg is not None:
+        extra = pg.extra_dejson or {}
+        query = {
+            k: str(v)
+            for k, v in extra.items()
+            if k in ("sslmode", "sslrootcert", "sslcert", "sslkey", "options", "application_name", "connect_timeout")
+        }
+        host = pg.host or None
+        if host and host.startswith("/"):  # a unix-socket directory goes in the query, as libpq expects
+            query["host"], host = host, None
+        pg_uri = sa.URL.create(
+            "postgresql",
+            username=pg.login or None,
+            password=pg.password or None,
+            host=host,
+            port=pg.port or None,
+            database=pg.schema or None,
+            query=query,
+        ).render_as_string(hide_password=False)
+    aws = _connection(AWS_CONN_ID)
+    aws_dict = None if aws is None else {"login": aws.login, "password": aws.password, "extra": aws.extra_dejson}
+    settings = settings_from_connections(base, pg_uri, aws_dict)
+    log.info(
+        "database: %s (%s); artifacts: %s (%s)",
+        "connection " + POSTGRES_CONN_ID if pg is not None else "NIGHTSCORE_DATABASE_URL or the embedded server",
+        "set" if pg is not None else "no Airflow connection",
+        settings.artifact_uri,
+        "connection " + AWS_CONN_ID if aws is not None else "environment",
+    )
+    return settings
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _day(spec: Any, context: Any) -> date:
+    from pipeline.schedule import resolve_ds
+
+    dr = context["dag_run"]
+    ds, why = resolve_ds(
+        tz=spec.timezone,
+        param_ds=context["params"].get("ds"),
+        run_type=str(getattr(dr, "run_type", "") or ""),
+        logical_date=getattr(dr, "logical_date", None),
+        run_after=dr.run_after,
+    )
+    log.info("scoring %s: %s", spec.name, why)
+    return ds
+
+
+def extract(job: str, context: Any) -> dict[str, Any]:
+    """Create the run record, resolve the model (alias or pinned version), extract the partition."""
+    from pipeline import run
+    from pipeline.jobs import load_job
+
+    settings = task_settings()
+    spec = load_job(JOBS_DIR, job)
+    params = context["params"]
+    state = run.begin(
+        settings,
+        job,
+        _day(spec, context),
+        model_version=_optional_int(params.get("model_version")),
+        dry_run=bool(params.get("dry_run")),
+        airflow_run_id=context["dag_run"].run_id,
+    )
+    log.info("run %s: model %s v%s%s", state.run_id, state.model_name, state.model_version, " (pinned)" if state.pinned_version else "")
+    return run.extract_step(settings, state).to_dict()
+
+
+def step(name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Run one later step (validate, score, publish, finish) on the state the previous task returned."""
+    from pipeline import run
+
+    fn = {"validate": run.validate_step, "score": run.score_step, "publish": run.publish_step, "finish": run.finish_step}[name]
+    out = fn(task_settings(), run.RunState.from_dict(state))
+    log.info("run %s %s %s: %s done; counts %s", out.run_id, out.job, out.ds, name, out.counts)
+    return out.to_dict()
+
+
+def train(job: str, context: Any) -> dict[str, Any]:
+    """Train, register, and promote to the alias only if the new model beats it by the spec's margin."""
+    from pipeline.jobs import load_job, parse_ds
+    from pipeline.schedule import latest_complete_day
+    from pipeline.train import train_model
+
+    settings = task_settings()
+    spec = load_job(JOBS_DIR, job)
+    params = context["params"]
+    end = (
+        parse_ds(params["end"], where="the end parameter")
+        if params.get("end")
+        else latest_complete_day(context["dag_run"].run_after, spec.timezone)
+    )
+    result = train_model(settings, spec, end=end, promote=params.get("promote") or "if_better")
+    log.info("%s v%s trained on the window ending %s: %s", result.model_name, result.version, end, result.metrics)
+    log.info("%s", result.reason)
+    return {
+        "model": result.model_name,
+        "version": result.version,
+        "metrics": result.metrics,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "champion_before": result.champion_before,
+    }

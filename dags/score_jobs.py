@@ -1,0 +1,119 @@
+"""
+# Nightly scoring: `score_<job>`
+
+One DAG per job spec in `dags/jobs/*.yml`: **extract → validate → score → publish → monitor**.
+Each task calls one `pipeline` step; only the run's small state (URIs, counts) goes through XCom,
+the data moves as Parquet through the artifact store.
+
+**Which day a run scores**
+- a scheduled run scores the day its data interval covers: the run for day D has the interval
+  [D 00:00, D+1 00:00) in the job's timezone and starts when that day is over;
+- a backfill over [A, B] scores exactly the days A..B (one run per day, each with its own interval);
+- a manual trigger scores the `ds` parameter if given, else its logical date's day if it has one,
+  otherwise the latest complete day (Airflow 3's Trigger button gives no logical date by default).
+
+**Parameters** (trigger form, backfill run config, REST `conf`): `ds`, `model_version` (pin a
+registered version instead of the alias), `dry_run` (validate and score, publish nothing:
+the publish task is then *skipped* and no Asset event is emitted).
+
+**Reruns are safe**: publishing replaces the (job, ds) partition in one transaction, so a retry,
+a rerun or a backfill leaves exactly one copy of the day. Validation failures and bad job specs
+fail at once (no retries); database and S3 errors are retried with exponential backoff.
+
+Results: `predictions` (one row per entity and day), `scoring_runs` (one row per attempt, linked
+to the Airflow run id), and the run's artifacts (`runs/<job>/ds=<day>/<run_id>/`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+import nightscore_tasks as nt
+from pipeline.jobs import JobSpec, load_all
+
+TIMEOUTS = {
+    "extract": timedelta(hours=1),
+    "validate": timedelta(hours=1),
+    "score": timedelta(hours=2),
+    "publish": timedelta(hours=1),
+    "monitor": timedelta(minutes=30),
+}
+
+
+def predictions_asset(job: str) -> Asset:
+    """The published predictions of one job; schedule a downstream DAG on it with ``schedule=[asset]``."""
+    return Asset(name=f"nightscore_predictions_{job}", uri=f"nightscore://predictions/{job}", group="nightscore")
+
+
+def scoring_params(spec: JobSpec) -> dict[str, Param]:
+    return {
+        "ds": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Day to score",
+            description="Manual runs only. Empty: the run's logical date, or else the latest complete day. A backfill scores its own days.",
+        ),
+        "model_version": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Model version",
+            description=f"Pin a registered version of {spec.model.name} (see `nightscore model list`). Empty: the '{spec.model.alias}' alias.",
+        ),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and score, but publish nothing."),
+    }
+
+
+def build_scoring_dag(spec: JobSpec) -> DAG:
+    asset = predictions_asset(spec.name)
+    with DAG(
+        dag_id=f"score_{spec.name}",
+        description=spec.description or f"Nightly scoring of {spec.name}",
+        doc_md=f"{__doc__}\n\n**This job**: {spec.description} (owner {spec.owner}, schedule `{spec.schedule}` {spec.timezone}, model `{spec.model.name}@{spec.model.alias}`).",
+        schedule=CronDataIntervalTimetable(spec.schedule, timezone=spec.timezone),
+        start_date=datetime(2020, 1, 1),
+        catchup=False,
+        max_active_runs=spec.max_active_runs,
+        default_args={**nt.DEFAULT_ARGS, "owner": spec.owner},
+        params=scoring_params(spec),
+        tags=["nightscore", "scoring", *spec.tags],
+    ) as dag:
+        job = spec.name
+
+        @task(execution_timeout=TIMEOUTS["extract"])
+        def extract() -> dict[str, Any]:
+            return nt.extract(job, get_current_context())
+
+        @task(execution_timeout=TIMEOUTS["validate"])
+        def validate(state: dict[str, Any]) -> dict[str, Any]:
+            return nt.step("validate", state)
+
+        @task(execution_timeout=TIMEOUTS["score"])
+        def score(state: dict[str, Any]) -> dict[str, Any]:
+            return nt.step("score", state)
+
+        @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])
+        def publish(state: dict[str, Any]) -> dict[str, Any]:
+            out = nt.step("publish", state)
+            if out["dry_run"]:
+                raise AirflowSkipException(f"dry run: {out['counts'].get('scored')} rows scored, nothing published")
+            return out
+
+        @task(execution_timeout=TIMEOUTS["monitor"], trigger_rule="none_failed")
+        def monitor(scored: dict[str, Any]) -> dict[str, Any]:
+            published = get_current_context()["ti"].xcom_pull(task_ids="publish")
+            state = published or {**scored, "counts": {**scored["counts"], "published": 0}}
+            return nt.step("finish", state)
+
+        scored = score(validate(extract()))
+        publish(scored) >> monitor(scored)
+    return dag
+
+
+for _spec in load_all(nt.JOBS_DIR):
+    globals()[f"score_{_spec.name}"] = build_scoring_dag(_spec)

@@ -1,0 +1,103 @@
+"""DAG integrity (Astro's template test): no import errors, tags, retries, owners, docs; and a parse that is cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.jobs import load_all
+
+DAGS = PROJECT_ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS)
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_scoring_and_one_training_dag_per_job(dagbag):
+    jobs = sorted(s.name for s in load_all(DAGS / "jobs"))
+    assert jobs, "no job specs found"
+    assert sorted(dagbag.dags) == sorted([f"score_{j}" for j in jobs] + [f"train_{j}" for j in jobs])
+
+
+def test_every_dag_is_tagged_documented_owned_and_retried(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert "nightscore" in dag.tags
+        assert dag.doc_md and dag.doc_md.lstrip().startswith("#"), f"{dag_id} has no Markdown doc_md"
+        for t in dag.tasks:
+            assert t.retries >= 2, f"{dag_id}.{t.task_id} retries={t.retries}"
+            assert t.retry_exponential_backoff > 0, f"{dag_id}.{t.task_id} has no exponential backoff"
+            assert t.execution_timeout is not None, f"{dag_id}.{t.task_id} has no execution_timeout"
+            assert t.owner not in (None, "", "airflow"), f"{dag_id}.{t.task_id} has no owner"
+
+
+def test_scoring_dag_shape(dagbag):
+    spec = load_all(DAGS / "jobs")[0]
+    dag = dagbag.dags[f"score_{spec.name}"]
+    order = ["extract", "validate", "score", "publish", "monitor"]
+    assert [t.task_id for t in sorted(dag.tasks, key=lambda t: order.index(t.task_id))] == order
+    for a, b in zip(order, order[1:], strict=False):
+        assert b in dag.get_task(a).downstream_task_ids
+    assert dag.max_active_runs == spec.max_active_runs
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert set(dag.params) == {"ds", "model_version", "dry_run"}
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.schema.get("title") and param.description, name
+    assert dag.params.get_param("ds").schema["format"] == "date"  # a date picker in the trigger form
+    outlets = dag.get_task("publish").outlets
+    assert [o.uri for o in outlets] == [f"nightscore://predictions/{spec.name}"]
+
+
+def test_validation_errors_are_not_retried(dagbag):
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    from pipeline.errors import DatabaseUnavailable, ValidationFailed
+
+    task = dagbag.dags["score_churn"].get_task("validate")
+    assert task.retry_policy.evaluate(ValidationFailed("bad rows", where="w", fix="f"), 1, 4).action == RetryAction.FAIL
+    assert task.retry_policy.evaluate(DatabaseUnavailable("down", where="w", fix="f"), 1, 4).action == RetryAction.DEFAULT
+
+
+PARSE_PROBE = textwrap.dedent(
+    """
+    import json, socket, sys
+    opened = []
+    real_connect = socket.socket.connect
+    def connect(self, address):
+        opened.append(str(address))
+        return real_connect(self, address)
+    socket.socket.connect = connect
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from pathlib import Path
+    bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]))
+    heavy = [m for m in ("pandas", "xgboost", "great_expectations", "pyarrow", "boto3", "pgserver", "psycopg2", "adbc_driver_postgresql") if m in sys.modules]
+    print(json.dumps({"dags": sorted(bag.dags), "errors": bag.import_errors, "heavy": heavy, "connects": opened}))
+    """
+)
+
+
+def test_parsing_imports_nothing_heavy_and_connects_nowhere(tmp_path):
+    # a database URL that would fail loudly if anything tried it at parse time
+    env = {**os.environ, "NIGHTSCORE_DATABASE_URL": "postgresql://nobody@203.0.113.1:5/none", "NIGHTSCORE_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(DAGS)], capture_output=True, text=True, env=env, timeout=120, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert "score_churn" in result["dags"]
+    assert result["heavy"] == []
+    assert result["connects"] == []
+    assert not (tmp_path / "home").exists(), "parsing created the nightscore home (embedded database?)"
