@@ -28,8 +28,12 @@ run: install  ## set up the embedded defaults and score yesterday's demo partiti
 test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+airflow: install  ## Airflow 3 on the embedded defaults: demo data, model, then airflow standalone (URL and login printed)
+	$(UV) run --frozen nightscore quickstart
+	$(UV) run --frozen python tools/airflow_local.py
+
 lint: install  ## ruff and mypy
-	$(UV) run --frozen ruff check pipeline dags tests
+	$(UV) run --frozen ruff check pipeline dags tests tools
 	$(UV) run --frozen mypy pipeline
 
 stop:  ## stop the embedded PostgreSQL

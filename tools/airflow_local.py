@@ -1,0 +1,119 @@
+"""Run Airflow on nightscore's embedded defaults: what ``make airflow`` does.
+
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor; SQLite metadata)
+with ``AIRFLOW_HOME=.nightscore/airflow``, this project's ``dags/`` and no example DAGs. The login is
+``admin`` with a password generated once and kept in ``.nightscore/airflow/passwords.json``.
+The system test starts Airflow through the same :func:`airflow_env`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+USER = "admin"
+
+
+def _secrets(airflow_home: Path) -> dict[str, str]:
+    """The admin password and the JWT secret every component must share, made once per AIRFLOW_HOME."""
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    path = airflow_home / "nightscore-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"password": secrets.token_urlsafe(12), "jwt_secret": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def airflow_env(
+    airflow_home: Path, *, port: int = 8080, host: str = "127.0.0.1", log_ports: tuple[int, int] = (8793, 8794), base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for every Airflow process of a local deployment on ``host:port``.
+
+    ``log_ports`` are where the worker and the triggerer serve task logs to the api-server."""
+    sec = _secrets(airflow_home)
+    passwords = airflow_home / "passwords.json"
+    passwords.write_text(json.dumps({USER: sec["password"]}))
+    passwords.chmod(0o600)
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{host}:{port}/execution/",
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://{host}:{port}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_ports[0]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_ports[1]),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "NIGHTSCORE_HOME": env.get("NIGHTSCORE_HOME") or str(PROJECT_ROOT / ".nightscore"),
+            # standalone starts its components as `airflow ...`: use this environment's executable
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    return env
+
+
+def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until the api-server answers its health endpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"Airflow exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"Airflow's api-server did not answer at {url} within {timeout:.0f} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default=os.environ.get("NIGHTSCORE_AIRFLOW_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("NIGHTSCORE_AIRFLOW_PORT", "8080")))
+    ap.add_argument("--home", type=Path, default=PROJECT_ROOT / ".nightscore" / "airflow")
+    args = ap.parse_args()
+    env = airflow_env(args.home.resolve(), port=args.port, host=args.host)
+    url = f"http://{args.host}:{args.port}"
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env)
+    try:
+        wait_healthy(url, 300, proc)
+        password = _secrets(args.home.resolve())["password"]
+        print(
+            f"\n  nightscore: Airflow is up at {url}\n  login: {USER} / {password}   (kept in {args.home / 'passwords.json'})\n"
+            f"  DAGs: score_<job> and train_<job>, paused until you switch them on. Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
