@@ -210,7 +210,15 @@ def runs(
                 manifest = json.loads(store.get_bytes(store.key(rec["manifest_uri"])))
             except NightscoreError as exc:
                 manifest = {"unreadable": str(exc)}
-        out.print_json(json.dumps({"run": rec, "manifest": manifest}, default=str))
+        reports = {
+            "artifacts": rec.get("artifacts_uri"),
+            "validation_result": rec.get("validation_report_uri"),
+            "data_docs": rec.get("data_docs_uri"),
+            "manifest": rec.get("manifest_uri"),
+        }
+        out.print_json(json.dumps({"reports": reports, "run": rec, "manifest": manifest}, default=str))
+        if rec.get("rows_quarantined"):
+            out.print(f"{rec['rows_quarantined']:,} row(s) quarantined: SELECT entity_id, reasons, row_values FROM quarantined_rows WHERE run_id = '{show}';")
         return
     table = Table("run id", "job", "ds", "status", "model", "extracted", "valid", "quarant.", "published", "started", "error")
     for r in runs_mod.recent(eng, job, limit):

@@ -47,6 +47,7 @@ class RunState:
     features_uri: str | None = None
     features_sha256: str | None = None
     validation_uri: str | None = None
+    data_docs_uri: str | None = None
     predictions_uri: str | None = None
     manifest_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -138,33 +139,47 @@ def extract_step(settings: Settings, state: RunState) -> RunState:
 
 
 def validate_step(settings: Settings, state: RunState) -> RunState:
-    from pipeline.validate import raise_if_failed, validate_frame
+    """Run the contract's GX suites batch by batch; save the result (JSON + Data Docs) and any quarantine."""
+    from pipeline.validate import raise_if_failed, validate_parquet
 
     with _stage(settings, state, "validate") as ctx:
         assert state.features_uri, "extract must run first"
         with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
-            df = pq.read_table(path).to_pandas()
-        outcome = validate_frame(ctx.spec, df)
-        del df
-        state.validation_uri = ctx.store.put_bytes(
-            f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
-        )
-        state.counts["quarantined"] = len(outcome.quarantined) if outcome.passed else 0
+            outcome = validate_parquet(ctx.spec, path, settings.batch_rows)
+            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined)) if outcome.passed and outcome.quarantined else {}
+        state.validation_uri = ctx.store.put_bytes(f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode())
+        state.data_docs_uri = ctx.store.put_bytes(f"{state.prefix}/data_docs/index.html", outcome.html.encode())
+        state.counts["quarantined"] = outcome.rows_quarantined if outcome.passed else 0
         state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
-        runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined)
+        if outcome.passed and outcome.quarantined:
+            runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined, values)
+            ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
+            log.warning("run %s (%s %s): %s", state.run_id, state.job, state.ds, outcome.message)
         runs.update(
             ctx.eng,
             state.run_id,
             validation_success=outcome.success,
             validation_summary={"passed": outcome.passed, "message": outcome.message, "failed_rules": outcome.summary()},
             validation_report_uri=state.validation_uri,
+            data_docs_uri=state.data_docs_uri,
             rows_valid=state.counts["valid"],
-            rows_quarantined=len(outcome.quarantined),
+            rows_quarantined=state.counts["quarantined"],
         )
-        if outcome.quarantined and outcome.passed:
-            ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
         raise_if_failed(outcome, ctx.spec, where=f"job {state.job}, ds {state.ds}, report {state.validation_uri}")
     return state
+
+
+def _quarantined_values(path: Any, key: str, keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
+    """The refused rows themselves, by key (a duplicated key has several)."""
+    import pyarrow.compute as pc
+
+    pf = pq.ParquetFile(path)
+    wanted = pa.array(keys, type=pf.schema_arrow.field(key).type)
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for batch in pf.iter_batches(batch_size=250_000):  # one batch in memory at a time
+        for row in batch.filter(pc.is_in(batch.column(key), value_set=wanted)).to_pylist():
+            out.setdefault(row[key], []).append(row)
+    return out
 
 
 def score_step(settings: Settings, state: RunState) -> RunState:
@@ -247,6 +262,7 @@ def _write_manifest(ctx: _Ctx, *, status: str, error: str | None = None) -> str:
         "features": {"uri": s.features_uri, "sha256": s.features_sha256},
         "model": {"name": s.model_name, "version": s.model_version, "sha256": s.model_sha256, "pinned": s.pinned_version is not None},
         "validation_uri": s.validation_uri,
+        "data_docs_uri": s.data_docs_uri,
         "predictions_uri": s.predictions_uri,
         "drift": s.drift,
         "seconds": s.seconds,

@@ -30,6 +30,7 @@ _RUNS = sa.table(
             "validation_success",
             "validation_summary",
             "validation_report_uri",
+            "data_docs_uri",
             "manifest_uri",
             "drift",
             "error",
@@ -82,9 +83,23 @@ def recent(eng: Engine, job: str | None = None, limit: int = 20) -> list[dict[st
         return [dict(r._mapping) for r in conn.execute(db.query("list_runs"), {"job": job, "limit": limit})]
 
 
-def save_quarantine(eng: Engine, run_id: str, job: str, ds: date, quarantined: dict[Any, list[str]]) -> None:
+def save_quarantine(
+    eng: Engine, run_id: str, job: str, ds: date, quarantined: dict[Any, list[str]], values: dict[Any, list[dict[str, Any]]] | None = None
+) -> None:
+    """One ``quarantined_rows`` row per refused entity key: every reason, and the row(s) as extracted."""
     if not quarantined:
         return
-    rows = [{"run_id": run_id, "job": job, "ds": ds, "entity_id": str(k), "reasons": json.dumps(v)} for k, v in quarantined.items()]
+    values = values or {}
+    rows = [
+        {
+            "run_id": run_id,
+            "job": job,
+            "ds": ds,
+            "entity_id": str(k),
+            "reasons": json.dumps(v),
+            "row_values": json.dumps(values.get(k), default=str) if k in values else None,
+        }
+        for k, v in quarantined.items()
+    ]
     with eng.begin() as conn:
         conn.execute(db.query("insert_quarantined_row"), rows)

@@ -1,10 +1,24 @@
-"""Validate: the job's feature contract, as a Great Expectations (GX Core 1.x) suite, run on one partition.
+"""Validate: the job's feature contract, as Great Expectations (GX Core 1.x) suites, run on one partition.
 
-The suite is generated in code from the contract and run in an ephemeral GX context (nothing on disk).
-The outcome is a per-rule summary: the rule in words, its column, the count and share of rows that
-broke it, and a few example entity keys. Policy ``fail`` stops the run on any broken rule; policy
-``quarantine`` sets rows that break row-level rules aside (with every reason) and lets the rest
-through while their share stays under ``max_bad_ratio``. Table-level rules always fail the run.
+The suites are generated in code from the contract and run in an ephemeral GX context (nothing on disk):
+
+- the *schema suite* (column set, each column's type) runs once on the first rows of the partition: a
+  Parquet column has one type for all its rows, so its first rows say it for the whole day;
+- the *batch suite* (nulls, ranges, allowed categories) runs on each Arrow record batch of the partition
+  in turn, so memory holds one batch, never the whole day; GX's pandas engine filters each rule's column
+  by boolean indexing, so its transient copies are one batch long;
+- the *day suite* (row count, entity key not null and unique) runs once on the day's key column only.
+
+In the batch suite strings are pandas categoricals (Arrow dictionary encoding) rather than object columns:
+GX checks allowed values with a hash lookup instead of one Python call per value. (GX 1.x's type rule can
+match neither categoricals nor pandas 3's ``str`` dtype, which is why types are checked on object columns
+in the small schema frame.)
+The per-batch GX results are merged into one validation result (saved as JSON and rendered as Data Docs
+HTML). The outcome is a per-rule summary: the rule in words, its column, the count and share of rows
+that broke it, and a few example entity keys. Policy ``fail`` stops the run on any broken rule; policy
+``quarantine`` sets rows that break row-level rules aside (with every reason) and lets the rest through
+while their share stays under ``max_bad_ratio``. Table-level rules (schema drift, types, an empty
+partition, null keys) always fail the run.
 """
 
 from __future__ import annotations
@@ -12,10 +26,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline.errors import ValidationFailed
 from pipeline.jobs import Feature, JobSpec
@@ -42,8 +62,8 @@ _INT = [
     "int64[pyarrow]",
     "int32[pyarrow]",
 ]
-_STR = ["object", "str", "string", "string[python]", "string[pyarrow]", "large_string[pyarrow]", "StringDtype"]
-_BOOL = ["bool", "boolean", "bool[pyarrow]"]
+_STR = ["object", "str"]  # the schema suite sees strings as object columns, and GX checks each value (str)
+_BOOL = ["bool", "boolean", "BooleanDtype"]
 # ints with nulls arrive as float64 from Arrow, so int features accept floats; strings never pass as numbers
 TYPE_LISTS: dict[str, list[str]] = {"float": _FLOAT + _INT, "int": _INT + _FLOAT, "category": _STR, "bool": _BOOL}
 
@@ -86,6 +106,8 @@ class ValidationOutcome:
     quarantined: dict[Any, list[str]]  # entity key -> reasons
     message: str
     gx_result: dict[str, Any]
+    rows_quarantined: int = 0  # rows (a duplicated key quarantines each of its rows)
+    html: str = ""  # the GX result rendered as Data Docs
 
     @property
     def failed_rules(self) -> list[RuleOutcome]:
@@ -99,7 +121,8 @@ class ValidationOutcome:
             "success": self.success,
             "passed": self.passed,
             "rows": self.rows,
-            "rows_quarantined": len(self.quarantined),
+            "rows_quarantined": self.rows_quarantined,
+            "keys_quarantined": len(self.quarantined),
             "message": self.message,
             "failed_rules": self.summary(),
             "rules": [r.summary() for r in self.rules],
@@ -108,9 +131,12 @@ class ValidationOutcome:
 
 
 # --------------------------------------------------------------------------------------------
-# The suite, from the contract
+# The suites, from the contract
 # --------------------------------------------------------------------------------------------
-def _describe_feature_rules(f: Feature) -> list[tuple[str, dict[str, Any], str]]:
+Rule = tuple[str, dict[str, Any], str, bool]  # (GX expectation class, kwargs, the rule in words, row level)
+
+
+def _feature_rules(f: Feature) -> list[tuple[str, dict[str, Any], str]]:
     rules: list[tuple[str, dict[str, Any], str]] = []
     if not f.nullable:
         rules.append(("ExpectColumnValuesToNotBeNull", {"column": f.name}, "must not be null"))
@@ -131,48 +157,79 @@ def _describe_feature_rules(f: Feature) -> list[tuple[str, dict[str, Any], str]]
     return rules
 
 
-def _type_ok(series: pd.Series, f: Feature) -> bool:
-    return str(series.dtype) in TYPE_LISTS[f.type] or (f.type == "category" and isinstance(series.dtype, pd.StringDtype))
+def _type_ok(dtype: Any, f: Feature) -> bool:
+    """Whether a column of this dtype (in the schema frame) passes the type rule of ``f``."""
+    return str(dtype) in TYPE_LISTS[f.type]
 
 
-def build_rules(spec: JobSpec, df: pd.DataFrame) -> list[tuple[str, dict[str, Any], str, bool]]:
-    """(expectation class name, kwargs, words, row_level) for every rule of the contract.
+def schema_diff(spec: JobSpec, columns: Iterable[str]) -> str:
+    """Missing, unexpected and re-cased columns against the contract, in words ('' when they match)."""
+    got, want = list(columns), spec.columns
+    missing = [c for c in want if c not in got]
+    extra = [c for c in got if c not in want]
+    parts = []
+    for c in list(missing):
+        twin = next((g for g in extra if g.lower() == c.lower()), None)
+        if twin is not None:
+            parts.append(f"'{c}' arrives as '{twin}' (letter case differs)")
+            missing.remove(c)
+            extra.remove(twin)
+    if missing:
+        parts.append("missing " + ", ".join(f"'{c}'" for c in missing))
+    if extra:
+        parts.append("unexpected " + ", ".join(f"'{c}'" for c in extra) + (" (renamed?)" if missing else ""))
+    return "; ".join(parts)
 
-    Value rules are added only for columns that exist with a usable type: a missing column or a
-    wrong type is already reported by the table and type rules, and value rules would only error.
-    """
-    cols = set(df.columns)
-    rules: list[tuple[str, dict[str, Any], str, bool]] = [
+
+def build_schema_rules(spec: JobSpec, dtypes: dict[str, Any]) -> list[Rule]:
+    """The schema suite: exact column set, and the type of each contract column that is present."""
+    rules: list[Rule] = [
         (
             "ExpectTableColumnsToMatchSet",
             {"column_set": spec.columns, "exact_match": True},
             f"columns must be exactly {', '.join(spec.columns)}",
             False,
-        ),
+        )
+    ]
+    for f in spec.features:
+        if f.name in dtypes:
+            rules.append(
+                ("ExpectColumnValuesToBeInTypeList", {"column": f.name, "type_list": TYPE_LISTS[f.type]}, f"must be of type {f.type}", False)
+            )
+    return rules
+
+
+def build_rules(spec: JobSpec, dtypes: dict[str, Any]) -> list[Rule]:
+    """The batch suite: row-level rules for the contract columns that are present with a usable type.
+
+    A missing column or a wrong type is already reported by the schema suite; value rules on it would only error.
+    """
+    rules: list[Rule] = []
+    for f in spec.features:
+        if f.name in dtypes and _type_ok(dtypes[f.name], f):
+            rules.extend((name, kw, words, True) for name, kw, words in _feature_rules(f))
+    return rules
+
+
+def build_day_rules(spec: JobSpec, has_key: bool) -> list[Rule]:
+    """The day suite, run once on the day's entity keys."""
+    rules: list[Rule] = [
         (
             "ExpectTableRowCountToBeBetween",
             {"min_value": spec.validation.min_rows},
             f"must have at least {spec.validation.min_rows} row(s)",
             False,
-        ),
-    ]
-    if spec.entity_key in cols:
-        rules.append(("ExpectColumnValuesToNotBeNull", {"column": spec.entity_key}, "entity key must not be null", True))
-        rules.append(("ExpectColumnValuesToBeUnique", {"column": spec.entity_key}, "entity key must be unique", True))
-    for f in spec.features:
-        if f.name not in cols:
-            continue
-        rules.append(
-            ("ExpectColumnValuesToBeInTypeList", {"column": f.name, "type_list": TYPE_LISTS[f.type]}, f"must be of type {f.type}", False)
         )
-        if not _type_ok(df[f.name], f):
-            continue
-        rules.extend((name, kw, words, True) for name, kw, words in _describe_feature_rules(f))
+    ]
+    if has_key:
+        # a row without a key can be neither published nor quarantined: always fail
+        rules.append(("ExpectColumnValuesToNotBeNull", {"column": spec.entity_key}, "entity key must not be null", False))
+        rules.append(("ExpectColumnValuesToBeUnique", {"column": spec.entity_key}, "entity key must be unique", True))
     return rules
 
 
 # --------------------------------------------------------------------------------------------
-# Running it
+# Running them
 # --------------------------------------------------------------------------------------------
 def _gx_context() -> Any:
     import great_expectations as gx
@@ -185,58 +242,127 @@ def _gx_context() -> Any:
     return ctx
 
 
-def _gx_compatible(df: pd.DataFrame) -> pd.DataFrame:
-    """GX 1.x's type rule cannot match pandas 3's ``str`` dtype; give it plain object columns."""
-    strings = [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype)]
-    if not strings:
-        return df
-    return df.assign(**{c: df[c].astype(object) for c in strings})
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
-def run_suite(spec: JobSpec, df: pd.DataFrame) -> tuple[list[RuleOutcome], dict[str, Any]]:
-    """Run the generated suite on ``df``; return per-rule outcomes and GX's own result as JSON."""
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
+def to_frame(data: pa.RecordBatch | pa.Table) -> pd.DataFrame:
+    """Arrow → pandas for the batch suite, without object columns: strings dictionary-encoded (categoricals)."""
+    cols = [pc.dictionary_encode(col) if _is_string(f.type) else col for f, col in zip(data.schema, data.columns, strict=True)]
+    return pa.Table.from_arrays(cols, names=data.schema.names).to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
 
-    df = _gx_compatible(df)
-    ctx = _gx_context()
-    batch_def = ctx.data_sources.add_pandas("nightscore").add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
-    suite = ctx.suites.add(gx.ExpectationSuite(name=f"{spec.name}_contract"))
-    rules = build_rules(spec, df)
-    meta: dict[str, tuple[str, bool]] = {}
-    for i, (cls_name, kwargs, words, row_level) in enumerate(rules):
-        exp = getattr(gxe, cls_name)(**kwargs, meta={"nightscore_rule": i})
-        suite.add_expectation(exp)
-        meta[str(i)] = (words, row_level)
 
-    key_cols = [spec.entity_key] if spec.entity_key in df.columns else []
-    result_format: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": SAMPLE_KEYS}
-    if key_cols:
-        result_format["unexpected_index_column_names"] = key_cols
-    batch = batch_def.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(suite, result_format=result_format)
+def schema_frame(data: pa.RecordBatch | pa.Table) -> pd.DataFrame:
+    """Arrow → pandas for the schema suite: strings as object columns, the dtype GX's type rule can match."""
+    df = data.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+    strings = [f.name for f in data.schema if _is_string(f.type)]
+    return df.assign(**{c: df[c].astype(object) for c in strings}) if strings else df
 
-    n = len(df)
-    outcomes: list[RuleOutcome] = []
-    for r in result.results:
+
+class _Suites:
+    """The two suites in one ephemeral GX context, with each rule's words and level by index."""
+
+    SCHEMA, BATCH, DAY = 0, 1, 2
+
+    def __init__(self, spec: JobSpec, schema_rules: list[Rule], rules: list[Rule], day_rules: list[Rule]) -> None:
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+
+        self.ctx = _gx_context()
+        self.batch_def = self.ctx.data_sources.add_pandas("nightscore").add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
+        self.meta: dict[int, tuple[str, bool]] = {}
+        self.suites = []
+        i = 0
+        for name, group in (("schema", schema_rules), ("batch", rules), ("day", day_rules)):
+            suite = self.ctx.suites.add(gx.ExpectationSuite(name=f"{spec.name}_contract_{name}"))
+            for cls_name, kwargs, words, row_level in group:
+                suite.add_expectation(getattr(gxe, cls_name)(**kwargs, meta={"nightscore_rule": i}))
+                self.meta[i] = (words, row_level)
+                i += 1
+            self.suites.append(suite)
+
+    def run(self, which: int, df: pd.DataFrame, key: str | None) -> Any:
+        result_format: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": SAMPLE_KEYS}
+        if key and key in df.columns:
+            result_format["unexpected_index_column_names"] = [key]
+        return self.batch_def.get_batch(batch_parameters={"dataframe": df}).validate(self.suites[which], result_format=result_format)
+
+
+_SUMMED = ("element_count", "missing_count", "unexpected_count")
+_LISTS = ("partial_unexpected_list", "partial_unexpected_index_list", "unexpected_list", "unexpected_index_list")
+
+
+def merge_results(schema_result: Any, batch_results: list[Any], day_result: Any) -> Any:
+    """One GX suite validation result for the day: the schema suite's, the batch suite's summed over the
+    batches, and the day suite's."""
+    merged = batch_results[0]
+    by_rule = {r.expectation_config.meta["nightscore_rule"]: r for r in merged.results}
+    for other in batch_results[1:]:
+        for r in other.results:
+            m = by_rule[r.expectation_config.meta["nightscore_rule"]]
+            m.success = bool(m.success and r.success)
+            if r.exception_info and r.exception_info.get("raised_exception") and not (m.exception_info or {}).get("raised_exception"):
+                m.exception_info = r.exception_info
+            a, b = m.result or {}, r.result or {}
+            for k in _SUMMED:
+                if k in a or k in b:
+                    a[k] = (a.get(k) or 0) + (b.get(k) or 0)
+            for k in _LISTS:
+                if k in a or k in b:
+                    a[k] = list(a.get(k) or []) + list(b.get(k) or [])
+            m.result = a
+    for m in merged.results:
+        res = m.result or {}
+        if "element_count" in res:
+            n, missing, bad = res.get("element_count") or 0, res.get("missing_count") or 0, res.get("unexpected_count") or 0
+            res["missing_percent"] = 100.0 * missing / n if n else None
+            res["unexpected_percent"] = 100.0 * bad / n if n else None
+            res["unexpected_percent_total"] = res["unexpected_percent"]
+            res["unexpected_percent_nonmissing"] = 100.0 * bad / (n - missing) if n - missing else None
+            if "partial_unexpected_list" in res:
+                res["partial_unexpected_list"] = res["partial_unexpected_list"][:SAMPLE_KEYS * 4]
+                res["partial_unexpected_counts"] = [
+                    {"value": v, "count": c} for v, c in Counter(map(_hashable, res.get("unexpected_list") or [])).most_common(SAMPLE_KEYS * 4)
+                ]
+            if "partial_unexpected_index_list" in res:
+                res["partial_unexpected_index_list"] = res["partial_unexpected_index_list"][:SAMPLE_KEYS * 4]
+    merged.results[:0] = schema_result.results
+    merged.results.extend(day_result.results)
+    ok = sum(bool(r.success) for r in merged.results)
+    merged.success = ok == len(merged.results)
+    merged.statistics.update(
+        evaluated_expectations=len(merged.results),
+        successful_expectations=ok,
+        unsuccessful_expectations=len(merged.results) - ok,
+        success_percent=100.0 * ok / len(merged.results) if merged.results else None,
+    )
+    return merged
+
+
+def _hashable(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+
+
+def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, columns: list[str]) -> list[RuleOutcome]:
+    out: list[RuleOutcome] = []
+    for r in merged.results:
         cfg = r.expectation_config
-        words, row_level = meta[str(cfg.meta["nightscore_rule"])]
+        words, row_level = suites.meta[cfg.meta["nightscore_rule"]]
         res = r.result or {}
         column = cfg.kwargs.get("column")
         if r.exception_info and r.exception_info.get("raised_exception"):
-            outcomes.append(
-                RuleOutcome(
-                    cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")
-                )
-            )
+            out.append(RuleOutcome(cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")))
             continue
+        observed = _jsonable(res.get("observed_value"))
+        if cfg.type == "expect_table_columns_to_match_set" and not r.success:
+            observed = schema_diff(spec, columns)
         bad_keys: list[Any] = []
         if row_level and not r.success:
             for item in res.get("unexpected_index_list") or []:
                 key: Any = item.get(spec.entity_key) if isinstance(item, dict) else item
                 bad_keys.append(key.item() if hasattr(key, "item") else key)  # numpy scalar → Python
         count = int(res.get("unexpected_count") or 0) if row_level else 0
-        outcomes.append(
+        out.append(
             RuleOutcome(
                 rule=cfg.type,
                 column=column,
@@ -244,13 +370,13 @@ def run_suite(spec: JobSpec, df: pd.DataFrame) -> tuple[list[RuleOutcome], dict[
                 success=bool(r.success),
                 row_level=row_level,
                 unexpected_count=count,
-                unexpected_share=(count / n) if n else 0.0,
+                unexpected_share=(count / rows) if rows else 0.0,
                 sample_keys=bad_keys[:SAMPLE_KEYS],
-                observed=_jsonable(res.get("observed_value")),
+                observed=observed,
                 bad_keys=bad_keys,
             )
         )
-    return outcomes, _trim(result.to_json_dict())
+    return out
 
 
 def _jsonable(v: Any) -> Any:
@@ -270,34 +396,97 @@ def _trim(d: Any, limit: int = 20) -> Any:
     return d
 
 
-def validate_frame(spec: JobSpec, df: pd.DataFrame) -> ValidationOutcome:
-    """Apply the contract and the job's policy to one partition."""
-    rules, gx_json = run_suite(spec, df)
-    failed = [r for r in rules if not r.success]
-    n = len(df)
+def render_data_docs(result: Any) -> str:
+    """GX's own Data Docs page for a validation result, as one HTML document."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+
+
+def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, render: bool = True) -> ValidationOutcome:
+    """Apply the contract and the job's policy to a partition given as Arrow record batches."""
+    key = spec.entity_key if spec.entity_key in schema.names else None
+    results, keys, rows = [], [], 0
+    head: pa.RecordBatch | pa.Table = schema.empty_table()
+    suites: _Suites | None = None
+    for batch in batches:
+        if suites is None:
+            head = batch.slice(0, 100)
+            suites = _suites(spec, schema, head, key)
+        rows += batch.num_rows
+        if key:
+            keys.append(batch.column(key))
+        results.append(suites.run(suites.BATCH, to_frame(batch), key))
+    if suites is None:  # an empty partition: every suite still runs, on no rows
+        suites = _suites(spec, schema, head, key)
+        results.append(suites.run(suites.BATCH, to_frame(schema.empty_table()), key))
+    schema_result = suites.run(suites.SCHEMA, schema_frame(head), key)
+    if key:
+        key_col = pa.chunked_array(keys, type=schema.field(key).type) if keys else pa.chunked_array([], type=schema.field(key).type)
+        day_frame = pd.DataFrame({key: key_col.to_pandas()})
+    else:
+        day_frame = pd.DataFrame(index=pd.RangeIndex(rows))
+    merged = merge_results(schema_result, results, suites.run(suites.DAY, day_frame, key))
+    rules = _outcomes(spec, suites, merged, rows, schema.names)
+    reasons = bad_rows_by_key(rules)
+    bad_rows = 0
+    if reasons and key:  # rows, not keys: each row of a duplicated key counts
+        bad = pa.array(list(reasons), type=schema.field(key).type)
+        bad_rows = int(pc.sum(pc.is_in(pa.array(day_frame[key].to_numpy()), value_set=bad)).as_py() or 0)
+    outcome = apply_policy(spec, rules, rows, _trim(merged.to_json_dict()), reasons, bad_rows)
+    if render:
+        outcome.html = render_data_docs(merged)
+    return outcome
+
+
+def _suites(spec: JobSpec, schema: pa.Schema, head: pa.RecordBatch | pa.Table, key: str | None) -> _Suites:
+    dtypes = dict(schema_frame(head).dtypes)
+    return _Suites(spec, build_schema_rules(spec, dtypes), build_rules(spec, dtypes), build_day_rules(spec, key is not None))
+
+
+def validate_parquet(spec: JobSpec, path: Path, batch_rows: int = 250_000, *, render: bool = True) -> ValidationOutcome:
+    pf = pq.ParquetFile(path)
+    return validate_batches(spec, pf.schema_arrow, pf.iter_batches(batch_size=batch_rows), render=render)
+
+
+def validate_frame(spec: JobSpec, df: pd.DataFrame, batch_rows: int = 250_000) -> ValidationOutcome:
+    """The same on a DataFrame (tests, notebooks)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return validate_batches(spec, table.schema, table.to_batches(max_chunksize=batch_rows), render=False)
+
+
+def bad_rows_by_key(rules: list[RuleOutcome]) -> dict[Any, list[str]]:
+    """Entity key -> every row-level rule its row(s) broke, in words."""
     quarantined: dict[Any, list[str]] = {}
+    for r in rules:
+        if r.row_level and not r.success:
+            for k in r.bad_keys:
+                reasons = quarantined.setdefault(k, [])
+                reason = f"{r.column}: {r.description}"
+                if reason not in reasons:
+                    reasons.append(reason)
+    return quarantined
+
+
+def apply_policy(
+    spec: JobSpec, rules: list[RuleOutcome], n: int, gx_json: dict[str, Any], quarantined: dict[Any, list[str]], bad_rows: int
+) -> ValidationOutcome:
+    """Decide the run's fate: pass, pass with the bad rows quarantined, or fail."""
+    failed = [r for r in rules if not r.success]
     if not failed:
         return ValidationOutcome(True, True, n, rules, {}, f"all {len(rules)} rules passed on {n} rows", gx_json)
-
     table_failures = [r for r in failed if not r.row_level]
     policy = spec.validation
-    for r in failed:
-        if r.row_level:
-            for k in r.bad_keys:
-                quarantined.setdefault(k, []).append(f"{r.column}: {r.description}")
-    share = len(quarantined) / n if n else 1.0
+    share = bad_rows / n if n else 1.0
     header = f"validation of job {spec.name!r} failed: {len(failed)} rule(s) broken on {n} rows"
     lines = [r.sentence() for r in failed]
-    if policy.policy == "quarantine" and not table_failures and share <= policy.max_bad_ratio and len(quarantined) < n:
-        msg = f"{len(quarantined)} of {n} rows ({share:.2%}) quarantined, within the limit of {policy.max_bad_ratio:.2%}: " + "; ".join(
-            lines
-        )
-        return ValidationOutcome(False, True, n, rules, quarantined, msg, gx_json)
+    if policy.policy == "quarantine" and not table_failures and share <= policy.max_bad_ratio and bad_rows < n:
+        msg = f"{bad_rows} of {n} rows ({share:.2%}) quarantined, within the limit of {policy.max_bad_ratio:.2%}: " + "; ".join(lines)
+        return ValidationOutcome(False, True, n, rules, quarantined, msg, gx_json, rows_quarantined=bad_rows)
     if policy.policy == "quarantine" and not table_failures:
-        header += f"; {len(quarantined)} bad rows ({share:.2%}) exceed max_bad_ratio {policy.max_bad_ratio:.2%}"
-    return ValidationOutcome(
-        False, False, n, rules, {} if policy.policy == "fail" else quarantined, header + ": " + "; ".join(lines), gx_json
-    )
+        header += f"; {bad_rows} bad rows ({share:.2%}) exceed max_bad_ratio {policy.max_bad_ratio:.2%}"
+    return ValidationOutcome(False, False, n, rules, {}, header + ": " + "; ".join(lines), gx_json)
 
 
 def raise_if_failed(outcome: ValidationOutcome, spec: JobSpec, where: str) -> None:

@@ -77,9 +77,17 @@ def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
         "publish",
     }
     keys = store.list(state.prefix)
-    assert {k.rsplit("/", 1)[1] for k in keys} == {"features.parquet", "validation.json", "predictions.parquet", "manifest.json"}
+    assert {k[len(state.prefix) + 1 :] for k in keys} == {
+        "features.parquet",
+        "validation.json",
+        "data_docs/index.html",
+        "predictions.parquet",
+        "manifest.json",
+    }
+    assert manifest["data_docs_uri"] == store.uri(f"{state.prefix}/data_docs/index.html")
     res = CliRunner().invoke(app, ["runs", "--show", state.run_id], env=_env(settings))
     assert res.exit_code == 0 and '"manifest"' in res.output and state.run_id in res.output and "features.parquet" in res.output
+    assert manifest["data_docs_uri"] in res.output and manifest["validation_uri"] in res.output
 
 
 def test_transient_s3_failures_are_retried(s3_settings, s3_endpoint):
