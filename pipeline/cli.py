@@ -218,7 +218,9 @@ def runs(
         }
         out.print_json(json.dumps({"reports": reports, "run": rec, "manifest": manifest}, default=str))
         if rec.get("rows_quarantined"):
-            out.print(f"{rec['rows_quarantined']:,} row(s) quarantined: SELECT entity_id, reasons, row_values FROM quarantined_rows WHERE run_id = '{show}';")
+            out.print(
+                f"{rec['rows_quarantined']:,} row(s) quarantined: SELECT entity_id, reasons, row_values FROM quarantined_rows WHERE run_id = '{show}';"
+            )
         return
     table = Table("run id", "job", "ds", "status", "model", "extracted", "valid", "quarant.", "published", "started", "error")
     for r in runs_mod.recent(eng, job, limit):

@@ -146,8 +146,12 @@ def validate_step(settings: Settings, state: RunState) -> RunState:
         assert state.features_uri, "extract must run first"
         with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
             outcome = validate_parquet(ctx.spec, path, settings.batch_rows)
-            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined)) if outcome.passed and outcome.quarantined else {}
-        state.validation_uri = ctx.store.put_bytes(f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode())
+            values = (
+                _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined)) if outcome.passed and outcome.quarantined else {}
+            )
+        state.validation_uri = ctx.store.put_bytes(
+            f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
+        )
         state.data_docs_uri = ctx.store.put_bytes(f"{state.prefix}/data_docs/index.html", outcome.html.encode())
         state.counts["quarantined"] = outcome.rows_quarantined if outcome.passed else 0
         state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0

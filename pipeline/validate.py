@@ -194,7 +194,12 @@ def build_schema_rules(spec: JobSpec, dtypes: dict[str, Any]) -> list[Rule]:
     for f in spec.features:
         if f.name in dtypes:
             rules.append(
-                ("ExpectColumnValuesToBeInTypeList", {"column": f.name, "type_list": TYPE_LISTS[f.type]}, f"must be of type {f.type}", False)
+                (
+                    "ExpectColumnValuesToBeInTypeList",
+                    {"column": f.name, "type_list": TYPE_LISTS[f.type]},
+                    f"must be of type {f.type}",
+                    False,
+                )
             )
     return rules
 
@@ -269,7 +274,9 @@ class _Suites:
         import great_expectations.expectations as gxe
 
         self.ctx = _gx_context()
-        self.batch_def = self.ctx.data_sources.add_pandas("nightscore").add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
+        self.batch_def = (
+            self.ctx.data_sources.add_pandas("nightscore").add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
+        )
         self.meta: dict[int, tuple[str, bool]] = {}
         self.suites = []
         i = 0
@@ -320,12 +327,13 @@ def merge_results(schema_result: Any, batch_results: list[Any], day_result: Any)
             res["unexpected_percent_total"] = res["unexpected_percent"]
             res["unexpected_percent_nonmissing"] = 100.0 * bad / (n - missing) if n - missing else None
             if "partial_unexpected_list" in res:
-                res["partial_unexpected_list"] = res["partial_unexpected_list"][:SAMPLE_KEYS * 4]
+                res["partial_unexpected_list"] = res["partial_unexpected_list"][: SAMPLE_KEYS * 4]
                 res["partial_unexpected_counts"] = [
-                    {"value": v, "count": c} for v, c in Counter(map(_hashable, res.get("unexpected_list") or [])).most_common(SAMPLE_KEYS * 4)
+                    {"value": v, "count": c}
+                    for v, c in Counter(map(_hashable, res.get("unexpected_list") or [])).most_common(SAMPLE_KEYS * 4)
                 ]
             if "partial_unexpected_index_list" in res:
-                res["partial_unexpected_index_list"] = res["partial_unexpected_index_list"][:SAMPLE_KEYS * 4]
+                res["partial_unexpected_index_list"] = res["partial_unexpected_index_list"][: SAMPLE_KEYS * 4]
     merged.results[:0] = schema_result.results
     merged.results.extend(day_result.results)
     ok = sum(bool(r.success) for r in merged.results)
@@ -343,7 +351,7 @@ def _hashable(v: Any) -> Any:
     return v if isinstance(v, str | int | float | bool | type(None)) else str(v)
 
 
-def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, columns: list[str]) -> list[RuleOutcome]:
+def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, schema: pa.Schema) -> list[RuleOutcome]:
     out: list[RuleOutcome] = []
     for r in merged.results:
         cfg = r.expectation_config
@@ -351,11 +359,17 @@ def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, columns: l
         res = r.result or {}
         column = cfg.kwargs.get("column")
         if r.exception_info and r.exception_info.get("raised_exception"):
-            out.append(RuleOutcome(cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")))
+            out.append(
+                RuleOutcome(
+                    cfg.type, column, words + " (could not be evaluated)", False, False, observed=r.exception_info.get("exception_message")
+                )
+            )
             continue
         observed = _jsonable(res.get("observed_value"))
         if cfg.type == "expect_table_columns_to_match_set" and not r.success:
-            observed = schema_diff(spec, columns)
+            observed = schema_diff(spec, schema.names)
+        elif cfg.type == "expect_column_values_to_be_in_type_list" and not r.success:
+            observed = f"{schema.field(column).type} from the source"
         bad_keys: list[Any] = []
         if row_level and not r.success:
             for item in res.get("unexpected_index_list") or []:
@@ -428,7 +442,7 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
     else:
         day_frame = pd.DataFrame(index=pd.RangeIndex(rows))
     merged = merge_results(schema_result, results, suites.run(suites.DAY, day_frame, key))
-    rules = _outcomes(spec, suites, merged, rows, schema.names)
+    rules = _outcomes(spec, suites, merged, rows, schema)
     reasons = bad_rows_by_key(rules)
     bad_rows = 0
     if reasons and key:  # rows, not keys: each row of a duplicated key counts
@@ -490,11 +504,17 @@ def apply_policy(
 
 
 def raise_if_failed(outcome: ValidationOutcome, spec: JobSpec, where: str) -> None:
-    if not outcome.passed:
-        raise ValidationFailed(
-            outcome.message,
-            where=where,
-            fix="correct the source data for this day, or the feature contract in the job spec if the data is right; "
-            "nothing was published and the previous data is untouched",
-            summary=outcome.summary(),
+    if outcome.passed:
+        return
+    untouched = "nothing was published and the previous data is untouched"
+    if any(not r.row_level for r in outcome.failed_rules):
+        fix = (
+            f"the partition's shape differs from the feature contract: correct the source query ({spec.source.sql}) or the source table, "
+            f"or change the contract in {spec.spec_path.name} if the new shape is intended (then retrain); {untouched}"
         )
+    else:
+        fix = (
+            "correct the source rows named above; or set validation.policy: quarantine (with max_bad_ratio) in "
+            f"{spec.spec_path.name} to score the good rows and set the bad ones aside; {untouched}"
+        )
+    raise ValidationFailed(outcome.message, where=where, fix=fix, summary=outcome.summary())

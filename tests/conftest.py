@@ -149,6 +149,12 @@ def settings(request, pg_server, trained_template, tmp_path) -> Settings:
 
 
 @pytest.fixture()
+def local_settings(request, pg_server, trained_template, tmp_path) -> Settings:
+    """Like ``settings``, with the artifact store on a local folder only (tests about data, not storage)."""
+    yield from _clone("local", request, pg_server, trained_template, tmp_path)
+
+
+@pytest.fixture()
 def s3_settings(request, pg_server, trained_template, tmp_path) -> Settings:
     """Like ``settings``, always on the S3 endpoint (for failure injection)."""
     yield from _clone("s3", request, pg_server, trained_template, tmp_path)

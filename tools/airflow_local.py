@@ -36,7 +36,12 @@ def _secrets(airflow_home: Path) -> dict[str, str]:
 
 
 def airflow_env(
-    airflow_home: Path, *, port: int = 8080, host: str = "127.0.0.1", log_ports: tuple[int, int] = (8793, 8794), base: dict[str, str] | None = None
+    airflow_home: Path,
+    *,
+    port: int = 8080,
+    host: str = "127.0.0.1",
+    log_ports: tuple[int, int] = (8793, 8794),
+    base: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment for every Airflow process of a local deployment on ``host:port``.
 

@@ -74,3 +74,38 @@ def test_empty_partition_fails(good):
     out = validate_frame(SPEC, good.iloc[0:0])
     assert not out.passed
     assert any(r.rule == "expect_table_row_count_to_be_between" for r in out.failed_rules)
+
+
+def test_batches_add_up_to_the_whole_day(good):
+    """Streaming: the same partition in 7 batches gives the same rules, counts and keys as in one."""
+    bad = good.copy()
+    bad.loc[[10, 200, 450], "discount_pct"] = 101.0
+    bad.loc[499, "customer_id"] = bad.loc[0, "customer_id"]  # a duplicate across batches
+    whole, parts = validate_frame(SPEC, bad), validate_frame(SPEC, bad, batch_rows=70)
+    assert [(r.rule, r.column, r.unexpected_count, sorted(r.bad_keys)) for r in whole.rules] == [
+        (r.rule, r.column, r.unexpected_count, sorted(r.bad_keys)) for r in parts.rules
+    ]
+    by_col = {(r.column, r.rule): r for r in parts.failed_rules}
+    assert by_col[("discount_pct", "expect_column_values_to_be_between")].unexpected_count == 3
+    assert by_col[("customer_id", "expect_column_values_to_be_unique")].unexpected_count == 2
+    assert parts.gx_result["statistics"]["evaluated_expectations"] == len(parts.rules)
+
+
+def test_schema_diff_names_case_renames_and_extras():
+    from pipeline.validate import schema_diff
+
+    cols = [c for c in SPEC.columns if c not in ("plan", "region")] + ["Plan", "region_code", "extra"]
+    diff = schema_diff(SPEC, cols)
+    assert "'plan' arrives as 'Plan' (letter case differs)" in diff
+    assert "missing 'region'" in diff and "unexpected 'region_code', 'extra' (renamed?)" in diff
+    assert schema_diff(SPEC, SPEC.columns) == ""
+
+
+def test_data_docs_render_the_merged_result(good):
+    import pyarrow as pa
+
+    from pipeline.validate import validate_batches
+
+    table = pa.Table.from_pandas(good, preserve_index=False)
+    out = validate_batches(SPEC, table.schema, table.to_batches(max_chunksize=200))
+    assert "<html" in out.html.lower() and "monthly_spend" in out.html and "customer_id" in out.html
