@@ -44,6 +44,9 @@ class Settings:
     jobs_dir: Path
     threads: int
     batch_rows: int
+    # rows per GX validation run: GX's fixed cost per run is about a second for a 40-rule suite, so
+    # validation takes bigger batches than scoring; memory holds one of them
+    validate_batch_rows: int = 1_000_000
     s3_endpoint_url: str | None = None
     # explicit S3 credentials (from an Airflow AWS connection); None: boto3's own chain (AWS_* variables, ...)
     s3_access_key: str | None = field(default=None, repr=False)
@@ -84,6 +87,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         jobs_dir=Path(env.get("NIGHTSCORE_JOBS_DIR") or PROJECT_ROOT / "dags" / "jobs").resolve(),
         threads=_int_env(env, "NIGHTSCORE_THREADS", os.cpu_count() or 1),
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
+        validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 1_000_000),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
     )
 

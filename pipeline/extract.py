@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import db
@@ -40,7 +41,11 @@ def extract(settings: Settings, spec: JobSpec, ds: date, store: ArtifactStore, p
         with db.adbc_connect(settings) as conn, conn.cursor() as cur:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
-            with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+            # lz4: the snapshot is read back at once by validate and score; zstd saved 6% of the size here
+            # but took 4x longer to read. Dictionary pages only for strings: on continuous numbers they are
+            # built and thrown away, which tripled the write time (measured by make bench).
+            strings = [f.name for f in reader.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            with pq.ParquetWriter(out, reader.schema, compression="lz4", use_dictionary=strings) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
                     rows += batch.num_rows
@@ -54,5 +59,5 @@ def extract(settings: Settings, spec: JobSpec, ds: date, store: ArtifactStore, p
             fix="run the query by hand (psql) to see the full error, then correct the query or the source table",
         ) from exc
     digest = file_sha256(out)
-    uri = store.put_file(f"{prefix}/features.parquet", out, move=False)
+    uri = store.put_file(f"{prefix}/features.parquet", out, move=True)
     return Extracted(uri=uri, rows=rows, sha256=digest)

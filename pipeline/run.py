@@ -145,7 +145,7 @@ def validate_step(settings: Settings, state: RunState) -> RunState:
     with _stage(settings, state, "validate") as ctx:
         assert state.features_uri, "extract must run first"
         with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
-            outcome = validate_parquet(ctx.spec, path, settings.batch_rows)
+            outcome = validate_parquet(ctx.spec, path, settings.validate_batch_rows)
             values = (
                 _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined)) if outcome.passed and outcome.quarantined else {}
             )

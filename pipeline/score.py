@@ -46,6 +46,11 @@ def score_batch(booster: Any, batch: pa.RecordBatch | pa.Table, spec: JobSpec, t
     return booster.inplace_predict(to_matrix(batch, spec), validate_features=False)
 
 
+def _repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
+    """``value`` n times, without building a Python list."""
+    return pa.array([value], type_).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
 def predictions_batch(
     batch: pa.RecordBatch, scores: np.ndarray, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
 ) -> pa.RecordBatch:
@@ -55,14 +60,14 @@ def predictions_batch(
     labels = pa.array(np.where(positive, spec.decision.positive, spec.decision.negative), pa.string())
     return pa.record_batch(
         [
-            pa.array([spec.name] * n, pa.string()) if n else pa.array([], pa.string()),
+            _repeat(spec.name, n, pa.string()),
             pa.array(np.full(n, ds.toordinal() - date(1970, 1, 1).toordinal(), dtype=np.int32), pa.date32()),
             keys,
             pa.array(scores.astype(np.float64)),
             labels,
-            pa.array([mv.name] * n, pa.string()),
+            _repeat(mv.name, n, pa.string()),
             pa.array(np.full(n, mv.version, dtype=np.int32)),
-            pa.array([run_id] * n, pa.string()),
+            _repeat(run_id, n, pa.string()),
             pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "us"))).cast(pa.timestamp("us", tz="UTC")),
         ],
         schema=PREDICTION_SCHEMA,
@@ -98,7 +103,8 @@ def score(
     out = workdir / "predictions.parquet"
     scored_at = datetime.now(UTC)
     rows, total = 0, 0.0
-    with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="zstd") as writer:
+    strings = [f.name for f in PREDICTION_SCHEMA if pa.types.is_string(f.type)]
+    with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings) as writer:
         for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):
             if batch.num_rows == 0:
                 continue

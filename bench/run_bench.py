@@ -1,0 +1,433 @@
+"""``make bench``: nightscore against the pandas recipe, on the same PostgreSQL, data and model.
+
+For each size it runs, each in a fresh child process (so that peak memory is that work's own):
+
+- ``baseline``: ``pandas.read_sql`` → ``xgboost.Booster.predict(DMatrix)`` → ``DataFrame.to_sql(append)``
+  into a plain table, no validation (what the blog-post recipe does);
+- ``nightscore``: ``pipeline.run.score_partition``, what ``nightscore score`` runs (extract, validate,
+  score, publish, monitor, with the run record and manifest);
+- each nightscore stage alone (the steps of one run, one child each);
+- the bare limits of this machine: ADBC read of the partition into Arrow, ``inplace_predict`` on the
+  in-memory matrix, and ADBC ``adbc_ingest`` of the predictions into a new table.
+
+It prints seconds, rows per second, the speed ratio to the baseline (``N.Nx``, rows/s over the baseline's
+rows/s) and the peak resident memory of the child. Imports happen before the clock starts, for every row.
+
+Usage: ``python bench/run_bench.py [--rows N ...] [--check]``. The data (20 numeric and 3 categorical
+features) and the model (200 trees, depth 6) are made once in a ``nightscore_bench`` database on the
+configured server (``NIGHTSCORE_DATABASE_URL``, or the embedded one) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JOB = "bench"
+DB_NAME = "nightscore_bench"
+NUMERIC = [f"f{i:02d}" for i in range(20)]
+CATEGORIES = {"c0": ["a", "b", "c", "d", "e"], "c1": [f"k{i}" for i in range(10)], "c2": ["x", "y", "z"]}
+TRAIN_DAY, HOLDOUT_DAY = date(2025, 12, 1), date(2025, 12, 2)
+TRAIN_ROWS, HOLDOUT_ROWS = 100_000, 50_000
+CHUNK = 500_000
+DEFAULT_SIZES = [100_000, 1_000_000, 5_000_000]
+
+
+def partition_day(rows: int) -> date:
+    # distinct days for distinct sizes (stable across runs): days since 2026-01-01 = rows // 1000 mod 3650
+    return date(2026, 1, 1) + timedelta(days=(rows // 1_000) % 3650)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Set-up: settings, job spec, source data, model
+# ----------------------------------------------------------------------------------------------------
+def bench_settings(home: Path) -> Any:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from pipeline import db
+    from pipeline.config import load_settings
+
+    base = load_settings()
+    server_url = base.database_url or db.start_embedded(base.home)
+    url = make_url(server_url)
+    admin = sa.create_engine(url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DB_NAME}).scalar():
+            conn.execute(sa.text(f'CREATE DATABASE "{DB_NAME}"'))
+    admin.dispose()
+    return base.with_overrides(
+        database_url=url.set(database=DB_NAME).render_as_string(hide_password=False),
+        artifact_uri=str(home / "artifacts"),
+        jobs_dir=home / "jobs",
+        home=home,
+    )
+
+
+def write_job(jobs: Path) -> None:
+    import yaml
+
+    jobs.mkdir(parents=True, exist_ok=True)
+    features = [{"name": n, "type": "float", "min": -10.0, "max": 10.0} for n in NUMERIC]
+    features += [{"name": c, "type": "category", "values": v} for c, v in CATEGORIES.items()]
+    spec = {
+        "name": JOB,
+        "description": "benchmark job: 20 numeric and 3 categorical features",
+        "entity_key": "entity_id",
+        "source": {"sql": "bench.sql"},
+        "features": features,
+        "model": {"name": "bench_xgb"},
+        "training": {
+            "sql": "bench_train.sql",
+            "label": "label",
+            "train_days": 1,
+            "holdout_days": 1,
+            "num_boost_round": 200,
+            "params": {"max_depth": 6, "eta": 0.1},
+        },
+        "validation": {"policy": "fail", "min_rows": 1},
+    }
+    (jobs / f"{JOB}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    cols = ", ".join(["entity_id", *NUMERIC, *CATEGORIES])
+    (jobs / "bench.sql").write_text(f"SELECT {cols} FROM bench.source WHERE ds = :ds\n")
+    (jobs / "bench_train.sql").write_text(f"SELECT ds, {cols}, label FROM bench.source WHERE ds >= :start AND ds < :end\n")
+
+
+def make_chunk(rng: Any, day: date, start: int, n: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    x = rng.normal(0.0, 1.5, size=(n, len(NUMERIC))).clip(-10, 10)
+    cols: dict[str, Any] = {"ds": pa.array([day] * n, pa.date32()), "entity_id": pa.array(np.arange(start, start + n, dtype=np.int64))}
+    for i, name in enumerate(NUMERIC):
+        cols[name] = pa.array(x[:, i])
+    logit = 0.8 * x[:, 0] - 0.6 * x[:, 1] + 0.4 * x[:, 2] * x[:, 3]
+    for c, values in CATEGORIES.items():
+        idx = rng.integers(0, len(values), size=n)
+        cols[c] = pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), pa.array(values)).cast(pa.string())
+        logit = logit + (idx - len(values) / 2) * 0.15
+    cols["label"] = pa.array((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int32))
+    return pa.table(cols)
+
+
+def ensure_source(settings: Any, sizes: list[int]) -> None:
+    import numpy as np
+    import sqlalchemy as sa
+
+    from pipeline import db
+
+    eng = db.engine(settings)
+    with eng.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS bench"))
+        cols = ", ".join([f"{n} double precision NOT NULL" for n in NUMERIC] + [f"{c} text NOT NULL" for c in CATEGORIES])
+        conn.execute(
+            sa.text(f"CREATE TABLE IF NOT EXISTS bench.source (ds date NOT NULL, entity_id bigint NOT NULL, {cols}, label int NOT NULL)")
+        )
+        conn.execute(sa.text("CREATE INDEX IF NOT EXISTS source_ds ON bench.source (ds)"))
+        have = dict(conn.execute(sa.text("SELECT ds, count(*) FROM bench.source GROUP BY ds")).all())
+    wanted = {TRAIN_DAY: TRAIN_ROWS, HOLDOUT_DAY: HOLDOUT_ROWS} | {partition_day(n): n for n in sizes}
+    for day, n in wanted.items():
+        if have.get(day) == n:
+            continue
+        print(f"  generating {n:,} source rows for {day}…", flush=True)
+        with eng.begin() as conn:
+            conn.execute(sa.text("DELETE FROM bench.source WHERE ds = :d"), {"d": day})
+        rng = np.random.default_rng(day.toordinal())
+        with db.adbc_connect(settings) as conn:
+            for start in range(0, n, CHUNK):
+                with conn.cursor() as cur:
+                    cur.adbc_ingest("source", make_chunk(rng, day, start + 1, min(CHUNK, n - start)), mode="append", db_schema_name="bench")
+            conn.commit()
+    with eng.begin() as conn:
+        conn.execute(sa.text("ANALYZE bench.source"))
+
+
+def ensure_model(settings: Any) -> int:
+    from pipeline import db, registry
+    from pipeline.jobs import load_job
+    from pipeline.train import train_model
+
+    eng = db.ready_engine(settings)
+    spec = load_job(settings.jobs_dir, JOB)
+    current = registry.aliases(eng, spec.model.name).get((spec.model.name, spec.model.alias))
+    if current is not None:
+        return int(current)
+    print("  training the benchmark model (200 trees, depth 6)…", flush=True)
+    return train_model(settings, spec, end=HOLDOUT_DAY, promote="always").version
+
+
+# ----------------------------------------------------------------------------------------------------
+# Children: one measurement each
+# ----------------------------------------------------------------------------------------------------
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
+    import great_expectations  # noqa: F401
+    import numpy as np
+    import pandas as pd  # noqa: F401  (imported before the clock, for every measurement alike)
+    import xgboost as xgb
+
+    from pipeline import db, registry, run
+    from pipeline.jobs import load_job
+    from pipeline.storage import open_store
+
+    settings = bench_settings(home)
+    spec = load_job(settings.jobs_dir, JOB)
+    day = partition_day(rows)
+    eng = db.ready_engine(settings)
+    mv = registry.resolve(eng, spec.model.name, spec.model.alias, None)
+    sql = spec.source_sql(day)
+    out: dict[str, Any] = {"rows": rows}
+
+    if what == "baseline":
+        import pandas as pd
+        import sqlalchemy as sa
+
+        store = open_store(settings)
+        with store.local_path(store.key(mv.artifact_uri)) as model_path:
+            booster = xgb.Booster(model_file=str(model_path))
+        booster.set_param({"nthread": settings.threads})
+        engine = sa.create_engine(db.database_url(settings).replace("postgresql://", "postgresql+psycopg2://", 1))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS bench.baseline_predictions (job text, ds date, entity_id text, score double precision, "
+                    "label text, model_name text, model_version int, run_id text, scored_at timestamptz)"
+                )
+            )
+            conn.execute(sa.text("TRUNCATE bench.baseline_predictions"))
+        t0 = time.perf_counter()
+        df = pd.read_sql(sa.text(spec.source.path(spec.spec_dir).read_text()), engine, params={"ds": day})
+        for c, values in CATEGORIES.items():
+            df[c] = df[c].astype(pd.CategoricalDtype(values))
+        p = booster.predict(xgb.DMatrix(df[spec.feature_names], enable_categorical=True, nthread=settings.threads))
+        result = pd.DataFrame(
+            {
+                "job": JOB,
+                "ds": day,
+                "entity_id": df["entity_id"].astype(str),
+                "score": p,
+                "label": np.where(p >= 0.5, "positive", "negative"),
+                "model_name": mv.name,
+                "model_version": mv.version,
+                "run_id": "baseline",
+                "scored_at": pd.Timestamp.now(tz="UTC"),
+            }
+        )
+        result.to_sql("baseline_predictions", engine, schema="bench", if_exists="append", index=False)
+        out["seconds"] = time.perf_counter() - t0
+        with engine.connect() as conn:
+            out["written"] = conn.execute(sa.text("SELECT count(*) FROM bench.baseline_predictions")).scalar()
+        engine.dispose()
+
+    elif what == "nightscore":
+        t0 = time.perf_counter()
+        state = run.score_partition(settings, JOB, day)
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = state.counts.get("published")
+        out["stages"] = state.seconds
+
+    elif what.startswith("stage:"):
+        step = what.split(":", 1)[1]
+        if step == "extract":
+            state = run.begin(settings, JOB, day)
+            t0 = time.perf_counter()
+            state = run.extract_step(settings, state)
+        else:
+            state = run.RunState.from_dict(json.loads(state_file.read_text()))
+            fn = {"validate": run.validate_step, "score": run.score_step, "publish": run.publish_step, "monitor": run.finish_step}[step]
+            t0 = time.perf_counter()
+            state = fn(settings, state)
+        out["seconds"] = time.perf_counter() - t0
+        state_file.write_text(json.dumps(state.to_dict()))
+        out["written"] = state.counts.get(
+            {"extract": "extracted", "validate": "valid", "score": "scored", "publish": "published"}.get(step, "published")
+        )
+
+    elif what == "bare:read":
+        t0 = time.perf_counter()
+        with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = table.num_rows
+
+    elif what == "bare:predict":
+        from pipeline.features import to_matrix
+
+        with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+        x = to_matrix(table, spec)
+        del table
+        booster = registry.load_booster(open_store(settings), mv)
+        booster.set_param({"nthread": settings.threads})
+        t0 = time.perf_counter()
+        p = booster.inplace_predict(x)
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = len(p)
+
+    elif what == "bare:ingest":
+        import pyarrow.parquet as pq
+
+        state = run.RunState.from_dict(json.loads(state_file.read_text()))
+        store = open_store(settings)
+        with store.local_path(store.key(state.predictions_uri)) as path:
+            table = pq.read_table(path)
+        with db.adbc_connect(settings) as conn:
+            with conn.cursor() as cur:
+                cur.execute("DROP TABLE IF EXISTS bench.bare_ingest")
+            conn.commit()
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.adbc_ingest("bare_ingest", table, mode="create", db_schema_name="bench")
+            conn.commit()
+            out["seconds"] = time.perf_counter() - t0
+            with conn.cursor() as cur:
+                cur.execute("DROP TABLE bench.bare_ingest")
+            conn.commit()
+        out["written"] = table.num_rows
+    else:
+        raise SystemExit(f"unknown measurement {what!r}")
+    out["peak_mb"] = _peak_mb()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parent: set up, run the children, print the table
+# ----------------------------------------------------------------------------------------------------
+MEASUREMENTS = [
+    ("baseline", "baseline: read_sql → DMatrix predict → to_sql"),
+    ("nightscore", "nightscore end to end (score_partition)"),
+    ("stage:extract", "  stage extract (ADBC → Parquet)"),
+    ("stage:validate", "  stage validate (GX suites)"),
+    ("stage:score", "  stage score (inplace_predict)"),
+    ("stage:publish", "  stage publish (stage + swap)"),
+    ("bare:read", "  bare ADBC read into Arrow"),
+    ("bare:predict", "  bare inplace_predict in memory"),
+    ("bare:ingest", "  bare ADBC adbc_ingest"),
+]
+
+
+def run_child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        what,
+        "--rows",
+        str(rows),
+        "--home",
+        str(home),
+        "--state",
+        str(state_file),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step {what} at {rows:,} rows failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="nightscore benchmark (make bench)")
+    ap.add_argument("--rows", type=int, nargs="*", help="partition sizes (default 100000 1000000 5000000)")
+    ap.add_argument("--home", type=Path, default=ROOT / ".nightscore" / "bench")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed (DESIGN §5)")
+    ap.add_argument("--child")
+    ap.add_argument("--state", type=Path)
+    args = ap.parse_args()
+    home = args.home.resolve()
+    if args.child:
+        print(json.dumps(child(args.child, args.rows[0], home, args.state), default=str))
+        return 0
+
+    sizes = args.rows or DEFAULT_SIZES
+    started = time.perf_counter()
+    print(
+        f"nightscore bench: {', '.join(f'{n:,}' for n in sizes)} rows; {os.cpu_count()} cores; Python {platform.python_version()}",
+        flush=True,
+    )
+    settings = bench_settings(home)
+    write_job(settings.jobs_dir)
+    from pipeline import db
+
+    db.ready_engine(settings)
+    ensure_source(settings, sizes)
+    version = ensure_model(settings)
+    print(f"  model bench_xgb v{version}; database {db.safe_url(settings.database_url)}", flush=True)
+
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in sizes:
+        results[n] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            state_file = Path(tmp) / "state.json"
+            for what, _ in MEASUREMENTS:
+                results[n][what] = r = run_child(what, n, home, state_file)
+                if r.get("written") != n:
+                    raise SystemExit(f"{what} at {n:,} rows handled {r.get('written')} rows")
+        print_table(n, results[n])
+    misses = check_targets(results)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"date": date.today().isoformat(), "cores": os.cpu_count(), "results": results, "misses": misses}, indent=2)
+        )
+    return 1 if (args.check and misses) else 0
+
+
+def print_table(n: int, res: dict[str, dict[str, Any]]) -> None:
+    base = res["baseline"]
+    base_rate = n / base["seconds"]
+    print(f"\n{n:,} rows")
+    print(f"| {'what':<48} | {'seconds':>8} | {'rows/s':>11} | {'vs baseline':>11} | {'peak RSS MB':>11} |")
+    print(f"|{'-' * 50}|{'-' * 10}:|{'-' * 12}:|{'-' * 12}:|{'-' * 12}:|")
+    for what, label in MEASUREMENTS:
+        r = res[what]
+        rate = n / r["seconds"] if r["seconds"] > 0 else float("inf")
+        print(f"| {label:<48} | {r['seconds']:>8.2f} | {rate:>11,.0f} | {rate / base_rate:>10.1f}x | {r['peak_mb']:>11,.0f} |")
+
+
+def check_targets(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """DESIGN §5 / issue targets, on the sizes that were run."""
+    lines, misses = [], []
+
+    def target(ok: bool, text: str) -> None:
+        lines.append(f"  [{'ok' if ok else 'MISSED'}] {text}")
+        if not ok:
+            misses.append(text)
+
+    if 1_000_000 in results:
+        r = results[1_000_000]
+        speed = r["baseline"]["seconds"] / r["nightscore"]["seconds"]
+        target(speed >= 8, f"1M rows: nightscore {speed:.1f}x the baseline's rows/s (target ≥ 8x)")
+        ratio = r["stage:extract"]["seconds"] / r["bare:read"]["seconds"]
+        target(ratio <= 1.5, f"1M rows: extract takes {ratio:.2f}x the bare ADBC read (target ≤ 1.5x)")
+        ratio = r["stage:publish"]["seconds"] / r["bare:ingest"]["seconds"]
+        target(ratio <= 1.5, f"1M rows: publish takes {ratio:.2f}x the bare ADBC ingest (target ≤ 1.5x)")
+    if 1_000_000 in results and 5_000_000 in results:
+        m1, m5 = results[1_000_000]["nightscore"]["peak_mb"], results[5_000_000]["nightscore"]["peak_mb"]
+        target(m5 <= 2 * m1, f"peak memory of nightscore at 5M rows {m5:,.0f} MB = {m5 / m1:.2f}x that at 1M ({m1:,.0f} MB) (target ≤ 2x)")
+    if lines:
+        print("\ntargets")
+        print("\n".join(lines))
+    return misses
+
+
+if __name__ == "__main__":
+    sys.exit(main())
