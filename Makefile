@@ -32,8 +32,11 @@ airflow: install  ## Airflow 3 on the embedded defaults: demo data, model, then 
 	$(UV) run --frozen nightscore quickstart
 	$(UV) run --frozen python tools/airflow_local.py
 
+bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS=N for one size); not part of make test
+	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),)
+
 lint: install  ## ruff and mypy
-	$(UV) run --frozen ruff check pipeline dags tests tools
+	$(UV) run --frozen ruff check pipeline dags tests tools bench
 	$(UV) run --frozen mypy pipeline
 
 stop:  ## stop the embedded PostgreSQL

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 JOB = "bench"
-DB_NAME = "nightscore_bench"
+DB_NAME = os.environ.get("NIGHTSCORE_BENCH_DB", "nightscore_bench")
 NUMERIC = [f"f{i:02d}" for i in range(20)]
 CATEGORIES = {"c0": ["a", "b", "c", "d", "e"], "c1": [f"k{i}" for i in range(10)], "c2": ["x", "y", "z"]}
 TRAIN_DAY, HOLDOUT_DAY = date(2025, 12, 1), date(2025, 12, 2)

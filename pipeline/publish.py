@@ -74,7 +74,7 @@ def _uuid_batches(pf: pq.ParquetFile, batch_rows: int) -> pa.RecordBatchReader:
 
 def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_id: str) -> Published:
     """Make the predictions file the published (job, ds) partition, atomically."""
-    pf = pq.ParquetFile(predictions_path)
+    pf = pq.ParquetFile(predictions_path, pre_buffer=False)  # pre-buffering kept every batch read so far
     expected = pf.metadata.num_rows
     # a fresh name per attempt: a retried task publishes again under the same run id, and the index
     # created here keeps its name once the table is a partition

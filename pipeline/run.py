@@ -177,7 +177,7 @@ def _quarantined_values(path: Any, key: str, keys: list[Any]) -> dict[Any, list[
     """The refused rows themselves, by key (a duplicated key has several)."""
     import pyarrow.compute as pc
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far: memory grew with the day
     wanted = pa.array(keys, type=pf.schema_arrow.field(key).type)
     out: dict[Any, list[dict[str, Any]]] = {}
     for batch in pf.iter_batches(batch_size=250_000):  # one batch in memory at a time

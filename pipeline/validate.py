@@ -247,6 +247,19 @@ def _gx_context() -> Any:
     return ctx
 
 
+def release_memory() -> None:
+    """Give the memory of a finished batch back to the OS. glibc keeps large freed blocks on its heap once
+    its adaptive mmap threshold has grown (pandas frees many such blocks), so without this the process
+    grew by about one batch per batch; Arrow's pool is asked the same."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
@@ -274,9 +287,8 @@ class _Suites:
         import great_expectations.expectations as gxe
 
         self.ctx = _gx_context()
-        self.batch_def = (
-            self.ctx.data_sources.add_pandas("nightscore").add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
-        )
+        self.source = self.ctx.data_sources.add_pandas("nightscore")
+        self.batch_def = self.source.add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("partition")
         self.meta: dict[int, tuple[str, bool]] = {}
         self.suites = []
         i = 0
@@ -292,7 +304,16 @@ class _Suites:
         result_format: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": SAMPLE_KEYS}
         if key and key in df.columns:
             result_format["unexpected_index_column_names"] = [key]
-        return self.batch_def.get_batch(batch_parameters={"dataframe": df}).validate(self.suites[which], result_format=result_format)
+        result = self.batch_def.get_batch(batch_parameters={"dataframe": df}).validate(self.suites[which], result_format=result_format)
+        # GX's execution engine keeps every batch it loaded in its batch cache and every computed metric
+        # (whole boolean columns included) in its metric cache; with several batches a day that held
+        # each batch's data to the end. Empty both after each run.
+        engine = self.source.get_execution_engine()
+        engine.batch_manager.reset_batch_cache()
+        cache = getattr(engine, "_metric_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+        return result
 
 
 _SUMMED = ("element_count", "missing_count", "unexpected_count")
@@ -432,6 +453,8 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
         if key:
             keys.append(batch.column(key))
         results.append(suites.run(suites.BATCH, to_frame(batch), key))
+        del batch
+        release_memory()
     if suites is None:  # an empty partition: every suite still runs, on no rows
         suites = _suites(spec, schema, head, key)
         results.append(suites.run(suites.BATCH, to_frame(schema.empty_table()), key))
@@ -460,7 +483,7 @@ def _suites(spec: JobSpec, schema: pa.Schema, head: pa.RecordBatch | pa.Table, k
 
 
 def validate_parquet(spec: JobSpec, path: Path, batch_rows: int = 250_000, *, render: bool = True) -> ValidationOutcome:
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far: memory grew with the day
     return validate_batches(spec, pf.schema_arrow, pf.iter_batches(batch_size=batch_rows), render=render)
 
 

@@ -91,6 +91,23 @@ def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None)
     raise TimeoutError(f"Airflow's api-server did not answer at {url} within {timeout:.0f} s")
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop standalone and every component it started (they share its process group)."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            os.killpg(proc.pid, 0)  # still a member alive?
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+        time.sleep(1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default=os.environ.get("NIGHTSCORE_AIRFLOW_HOST", "127.0.0.1"))
@@ -99,7 +116,7 @@ def main() -> int:
     args = ap.parse_args()
     env = airflow_env(args.home.resolve(), port=args.port, host=args.host)
     url = f"http://{args.host}:{args.port}"
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
     try:
         wait_healthy(url, 300, proc)
         password = _secrets(args.home.resolve())["password"]
@@ -112,12 +129,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_group(proc)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ three successful DAG runs and three published partitions. Artifacts go to the S3
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from pipeline import db
 from tests.conftest import DAY
 from tests.dags.conftest import connection_env
-from tools.airflow_local import USER, _secrets, airflow_env, wait_healthy
+from tools.airflow_local import USER, _secrets, airflow_env, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +54,16 @@ def airflow_server(s3_settings, tmp_path):
     env.update(connection_env(s3_settings))
     log_path = tmp_path / "airflow.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        # its own process group: standalone's components (scheduler, api-server, ...) are stopped with it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, 300, proc)
             yield url, _secrets(home)["password"], log_path
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_group(proc)
 
 
 def _tail(path, n=60) -> str:

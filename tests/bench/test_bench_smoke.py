@@ -1,0 +1,69 @@
+"""A small run of ``make bench`` (10,000 rows) so that the benchmark cannot rot: every measurement runs,
+handles every row, and the table comes out. The numbers themselves are not judged here (that is make bench)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from pipeline.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_smoke(pg_server, tmp_path):
+    name = f"ns_bench_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "NIGHTSCORE_DATABASE_URL": pg_server, "NIGHTSCORE_BENCH_DB": name, "NIGHTSCORE_HOME": str(tmp_path / "home")}
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "bench" / "run_bench.py"),
+                "--rows",
+                "10000",
+                "--home",
+                str(tmp_path / "bench"),
+                "--json",
+                str(tmp_path / "r.json"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        for label in (
+            "baseline: read_sql",
+            "nightscore end to end",
+            "stage extract",
+            "stage publish",
+            "bare ADBC read",
+            "bare inplace_predict",
+            "bare ADBC adbc_ingest",
+        ):
+            assert label in out.stdout
+        result = json.loads((tmp_path / "r.json").read_text())["results"]["10000"]
+        assert set(result) >= {
+            "baseline",
+            "nightscore",
+            "stage:extract",
+            "stage:validate",
+            "stage:score",
+            "stage:publish",
+            "bare:read",
+            "bare:predict",
+            "bare:ingest",
+        }
+        assert all(r["written"] == 10_000 and r["seconds"] > 0 and r["peak_mb"] > 0 for r in result.values())
+    finally:
+        admin = sa.create_engine(make_url(pg_server).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
