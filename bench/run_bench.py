@@ -11,7 +11,8 @@ For each size it runs, each in a fresh child process (so that peak memory is tha
   in-memory matrix, and ADBC ``adbc_ingest`` of the predictions into a new table.
 
 It prints seconds, rows per second, the speed ratio to the baseline (``N.Nx``, rows/s over the baseline's
-rows/s) and the peak resident memory of the child. Imports happen before the clock starts, for every row.
+rows/s) and the peak resident memory of the child (which includes the modules it imported). Imports
+happen before the clock starts, for every row.
 
 Usage: ``python bench/run_bench.py [--rows N ...] [--check]``. The data (20 numeric and 3 categorical
 features) and the model (200 trees, depth 6) are made once in a ``nightscore_bench`` database on the

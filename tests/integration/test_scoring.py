@@ -203,3 +203,35 @@ def test_latest_view_gives_each_entity_its_newest_day(settings, engine):
     with engine.connect() as conn:
         days = conn.execute(sa.text("SELECT ds, count(*) FROM predictions_latest GROUP BY ds")).all()
     assert days == [(DAY + timedelta(days=1), CUSTOMERS)]
+
+
+def test_partitioning_migration_keeps_published_rows(empty_settings):
+    """A database published before migration 006 keeps its rows, now one partition per (job, ds)."""
+    eng = db.engine(empty_settings)
+    files = db.migration_files()
+    with eng.begin() as conn:
+        for path in files:
+            if path.name.startswith("006"):
+                break
+            db.run_script(conn, path.read_text())
+        conn.execute(
+            sa.text(
+                "INSERT INTO predictions SELECT 'churn', DATE '2026-03-14' + (g % 2), g::text, 0.25, 'stay', 'churn_xgb', 1, "
+                "gen_random_uuid(), now() FROM generate_series(1, 10) g"
+            )
+        )
+        db.run_script(conn, next(p for p in files if p.name.startswith("006")).read_text())
+        parts = (
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'predictions'::regclass ORDER BY 1"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        per_day = dict(conn.execute(sa.text("SELECT ds, count(*) FROM predictions GROUP BY ds")).all())
+        latest = conn.execute(sa.text("SELECT count(*) FROM predictions_latest")).scalar()
+    assert parts == ["churn__20260314", "churn__20260315"]
+    assert sum(per_day.values()) == 10 and len(per_day) == 2
+    assert latest == 10
