@@ -116,7 +116,8 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
         clock.append(time.perf_counter())
         with closing(raw.cursor()) as cur:
             cur.execute(_sql("lock_partition"), params)
-            has_old = cur.fetchone()[1]
+            row = cur.fetchone()
+            has_old = bool(row and row[1])
             retired = f"retired_{tag}_{leaf}"[:63]
             if has_old:
                 cur.execute(
