@@ -29,6 +29,7 @@ from psycopg2 import sql as pgsql
 from pipeline import db
 from pipeline.config import SQL_DIR, Settings
 from pipeline.errors import NightscoreError
+from pipeline.storage import stream_parquet
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _sql(name: str, **identifiers: Any) -> pgsql.Composable:
 def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
     """Those row groups of the predictions file, with run_id as 16 bytes: COPY BINARY into a uuid column
     wants those."""
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far
+    pf = stream_parquet(path)
     fields = [pa.field("run_id", pa.binary(16), nullable=False) if f.name == "run_id" else f for f in pf.schema_arrow]
     schema = pa.schema(fields)
     idx = pf.schema_arrow.get_field_index("run_id")
@@ -100,8 +101,7 @@ def load(settings: Settings, path: Path, table: str) -> int:
 
 def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_id: str) -> Published:
     """Make the predictions file the published (job, ds) partition, atomically."""
-    pf = pq.ParquetFile(predictions_path, pre_buffer=False)  # pre-buffering kept every batch read so far
-    expected = pf.metadata.num_rows
+    expected = pq.ParquetFile(predictions_path).metadata.num_rows
     # a fresh name per attempt: a retried task publishes again under the same run id, and the index
     # created here keeps its name once the table is a partition
     name = f"load_{run_id.replace('-', '')[:12]}_{uuid.uuid4().hex[:12]}"

@@ -27,7 +27,7 @@ from pipeline import db, registry, runs
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError
 from pipeline.jobs import JobSpec, load_job
-from pipeline.storage import ArtifactStore, open_store, run_prefix
+from pipeline.storage import ArtifactStore, open_store, run_prefix, stream_parquet
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _quarantined_values(path: Any, key: str, keys: list[Any]) -> dict[Any, list[
     """The refused rows themselves, by key (a duplicated key has several)."""
     import pyarrow.compute as pc
 
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far: memory grew with the day
+    pf = stream_parquet(path)
     wanted = pa.array(keys, type=pf.schema_arrow.field(key).type)
     out: dict[Any, list[dict[str, Any]]] = {}
     for batch in pf.iter_batches(batch_size=250_000):  # one batch in memory at a time

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from pipeline.features import to_matrix
 from pipeline.jobs import JobSpec
 from pipeline.registry import ModelVersion
-from pipeline.storage import ArtifactStore
+from pipeline.storage import ArtifactStore, stream_parquet
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -76,7 +76,7 @@ def predictions_batch(
 
 def _batches(path: Path, batch_rows: int, drop_keys: Iterable[Any], key: str) -> Iterable[pa.RecordBatch]:
     drop = list(drop_keys)
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far: memory grew with the day
+    pf = stream_parquet(path)
     drop_arr = pa.array(drop, type=pf.schema_arrow.field(key).type) if drop else None
     for batch in pf.iter_batches(batch_size=batch_rows):
         if drop_arr is not None:

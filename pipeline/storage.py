@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, NightscoreError
@@ -132,6 +132,15 @@ def open_store(settings: Settings) -> ArtifactStore:
     root = Path(uri.removeprefix("file://"))
     root.mkdir(parents=True, exist_ok=True)
     return LocalStore(root)
+
+
+def stream_parquet(path: Path) -> Any:
+    """A Parquet file opened for reading batch by batch. Without ``pre_buffer=False`` pyarrow keeps every
+    column chunk read so far until the reader is closed: memory grew with the day (420 → 1,021 MB over
+    five 1M-row batches, flat at 239 MB without it)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False)
 
 
 def run_prefix(job: str, ds: str, run_id: str) -> str:

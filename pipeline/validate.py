@@ -35,10 +35,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.errors import ValidationFailed
 from pipeline.jobs import Feature, JobSpec
+from pipeline.storage import stream_parquet
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 log = logging.getLogger(__name__)
@@ -247,19 +247,6 @@ def _gx_context() -> Any:
     return ctx
 
 
-def release_memory() -> None:
-    """Give the memory of a finished batch back to the OS. glibc keeps large freed blocks on its heap once
-    its adaptive mmap threshold has grown (pandas frees many such blocks), so without this the process
-    grew by about one batch per batch; Arrow's pool is asked the same."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
 def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
@@ -453,14 +440,12 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
         if key:
             keys.append(batch.column(key))
         results.append(suites.run(suites.BATCH, to_frame(batch), key))
-        del batch
-        release_memory()
     if suites is None:  # an empty partition: every suite still runs, on no rows
         suites = _suites(spec, schema, head, key)
         results.append(suites.run(suites.BATCH, to_frame(schema.empty_table()), key))
     schema_result = suites.run(suites.SCHEMA, schema_frame(head), key)
-    if key:
-        key_col = pa.chunked_array(keys, type=schema.field(key).type) if keys else pa.chunked_array([], type=schema.field(key).type)
+    key_col = pa.chunked_array(keys, type=schema.field(key).type) if key else None
+    if key_col is not None:
         day_frame = pd.DataFrame({key: key_col.to_pandas()})
     else:
         day_frame = pd.DataFrame(index=pd.RangeIndex(rows))
@@ -468,9 +453,9 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
     rules = _outcomes(spec, suites, merged, rows, schema)
     reasons = bad_rows_by_key(rules)
     bad_rows = 0
-    if reasons and key:  # rows, not keys: each row of a duplicated key counts
-        bad = pa.array(list(reasons), type=schema.field(key).type)
-        bad_rows = int(pc.sum(pc.is_in(pa.array(day_frame[key].to_numpy()), value_set=bad)).as_py() or 0)
+    if reasons and key_col is not None:  # rows, not keys: each row of a duplicated key counts
+        bad = pa.array(list(reasons), type=key_col.type)
+        bad_rows = int(pc.sum(pc.is_in(key_col, value_set=bad)).as_py() or 0)
     outcome = apply_policy(spec, rules, rows, _trim(merged.to_json_dict()), reasons, bad_rows)
     if render:
         outcome.html = render_data_docs(merged)
@@ -483,7 +468,7 @@ def _suites(spec: JobSpec, schema: pa.Schema, head: pa.RecordBatch | pa.Table, k
 
 
 def validate_parquet(spec: JobSpec, path: Path, batch_rows: int = 250_000, *, render: bool = True) -> ValidationOutcome:
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering kept every batch read so far: memory grew with the day
+    pf = stream_parquet(path)
     return validate_batches(spec, pf.schema_arrow, pf.iter_batches(batch_size=batch_rows), render=render)
 
 
