@@ -3,7 +3,7 @@ partition of ``predictions`` in one short transaction.
 
 ``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Publishing loads
 the day into ``nightscore_staging.<table>`` (no lock on ``predictions``), adds the partition's CHECK
-constraint and unique index there, then, in one transaction: takes the (job, ds) advisory lock, detaches
+constraint and primary key there, then, in one transaction: takes the (job, ds) advisory lock, detaches
 the old partition of the day (if any), attaches the new table, and drops the old one. Readers see the old
 day or the new day, never a mix or an empty day. A failure anywhere leaves the published day as it was and
 drops the loaded table.
