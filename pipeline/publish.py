@@ -2,8 +2,8 @@
 partition of ``predictions`` in one short transaction.
 
 ``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Publishing loads
-the day into ``nightscore_staging.<table>`` (no lock on ``predictions``), adds the partition's CHECK
-constraint and primary key there, then, in one transaction: takes the (job, ds) advisory lock, detaches
+the day into ``nightscore_staging.<table>`` (no lock on ``predictions``; the table carries the partition's
+CHECK constraint from the start), adds the primary key there, then, in one transaction: takes the (job, ds) advisory lock, detaches
 the old partition of the day (if any), attaches the new table, and drops the old one. Readers see the old
 day or the new day, never a mix or an empty day. A failure anywhere leaves the published day as it was and
 drops the loaded table.
@@ -114,7 +114,7 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
     clock = [time.perf_counter()]
     try:
         with closing(raw.cursor()) as cur:
-            cur.execute(_sql("create_loading_table", loading=loading))
+            cur.execute(_sql("create_loading_table", loading=loading, check_name=pgsql.Identifier(f"{name}_day")), params)
         raw.commit()
         staged = load(settings, predictions_path, name)
         staged = staged if staged >= 0 else expected
@@ -126,15 +126,7 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
                 fix="rerun the day; the published data was left as it was",
             )
         with closing(raw.cursor()) as cur:
-            cur.execute(
-                _sql(
-                    "seal_loading_table",
-                    loading=loading,
-                    check_name=pgsql.Identifier(f"{name}_day"),
-                    index_name=pgsql.Identifier(f"{name}_pkey"),
-                ),
-                params,
-            )
+            cur.execute(_sql("seal_loading_table", loading=loading, index_name=pgsql.Identifier(f"{name}_pkey")))
         raw.commit()
         clock.append(time.perf_counter())
         with closing(raw.cursor()) as cur:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -205,22 +206,26 @@ def test_latest_view_gives_each_entity_its_newest_day(settings, engine):
     assert days == [(DAY + timedelta(days=1), CUSTOMERS)]
 
 
+def _migrate_up_to(conn: sa.Connection, number: str) -> Path:
+    """Apply the migrations before ``number``; return that migration's file."""
+    for path in db.migration_files():
+        if path.name.startswith(number):
+            return path
+        db.run_script(conn, path.read_text())
+    raise AssertionError(f"no migration {number}")
+
+
 def test_partitioning_migration_keeps_published_rows(empty_settings):
     """A database published before migration 006 keeps its rows, now one partition per (job, ds)."""
-    eng = db.engine(empty_settings)
-    files = db.migration_files()
-    with eng.begin() as conn:
-        for path in files:
-            if path.name.startswith("006"):
-                break
-            db.run_script(conn, path.read_text())
+    with db.engine(empty_settings).begin() as conn:
+        migration = _migrate_up_to(conn, "006")
         conn.execute(
             sa.text(
                 "INSERT INTO predictions SELECT 'churn', DATE '2026-03-14' + (g % 2), g::text, 0.25, 'stay', 'churn_xgb', 1, "
                 "gen_random_uuid(), now() FROM generate_series(1, 10) g"
             )
         )
-        db.run_script(conn, next(p for p in files if p.name.startswith("006")).read_text())
+        db.run_script(conn, migration.read_text())
         parts = (
             conn.execute(
                 sa.text(
@@ -235,3 +240,38 @@ def test_partitioning_migration_keeps_published_rows(empty_settings):
     assert parts == ["churn__20260314", "churn__20260315"]
     assert sum(per_day.values()) == 10 and len(per_day) == 2
     assert latest == 10
+
+
+def test_entity_collation_migration_keeps_rows_view_and_grant(empty_settings):
+    """Migration 007 makes entity_id byte-ordered (COLLATE "C") on published partitions too, keeping the
+    rows, the latest view and the reader's grant on it."""
+    with db.engine(empty_settings).begin() as conn:
+        migration = _migrate_up_to(conn, "007")
+        conn.execute(
+            sa.text(
+                "CREATE TABLE nightscore_partitions.churn__20260314 PARTITION OF predictions "
+                "FOR VALUES FROM ('churn', '2026-03-14') TO ('churn', '2026-03-15')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO predictions SELECT 'churn', DATE '2026-03-14', g, 0.25, 'stay', 'churn_xgb', 1, gen_random_uuid(), now() "
+                "FROM unnest(ARRAY['b', 'a', 'B', 'ä', 'A']) g"
+            )
+        )
+        db.run_script(conn, migration.read_text())
+        collations = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname, co.collname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                    "JOIN pg_collation co ON co.oid = a.attcollation "
+                    "WHERE a.attname = 'entity_id' AND c.relname IN ('predictions', 'predictions_latest', 'churn__20260314')"
+                )
+            ).all()
+        )
+        ordered = conn.execute(sa.text("SELECT entity_id FROM predictions ORDER BY entity_id")).scalars().all()
+        conn.execute(sa.text("SET LOCAL ROLE nightscore_reader"))
+        latest = conn.execute(sa.text("SELECT count(*) FROM predictions_latest")).scalar()
+    assert collations == {"predictions": "C", "predictions_latest": "C", "churn__20260314": "C"}
+    assert ordered == ["A", "B", "a", "b", "ä"]  # byte order
+    assert latest == 5
