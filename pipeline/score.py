@@ -40,10 +40,12 @@ class Scored:
     score_mean: float
 
 
-def score_batch(booster: Any, batch: pa.RecordBatch | pa.Table, spec: JobSpec, threads: int) -> np.ndarray:
+def score_batch(
+    booster: Any, batch: pa.RecordBatch | pa.Table, spec: JobSpec, threads: int, buffer: np.ndarray | None = None
+) -> np.ndarray:
     """Probabilities for one batch, with the model's own thread count set explicitly."""
     booster.set_param({"nthread": threads})
-    return booster.inplace_predict(to_matrix(batch, spec), validate_features=False)
+    return booster.inplace_predict(to_matrix(batch, spec, buffer), validate_features=False)
 
 
 def _repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
@@ -56,8 +58,8 @@ def predictions_batch(
 ) -> pa.RecordBatch:
     n = batch.num_rows
     keys = pc.cast(batch.column(spec.entity_key), pa.string())
-    positive = scores >= spec.decision.threshold
-    labels = pa.array(np.where(positive, spec.decision.positive, spec.decision.negative), pa.string())
+    positive = pa.array(scores >= spec.decision.threshold)
+    labels = pc.if_else(positive, pa.scalar(spec.decision.positive, pa.string()), pa.scalar(spec.decision.negative, pa.string()))
     return pa.record_batch(
         [
             _repeat(spec.name, n, pa.string()),
@@ -103,12 +105,15 @@ def score(
     out = workdir / "predictions.parquet"
     scored_at = datetime.now(UTC)
     rows, total = 0, 0.0
-    strings = [f.name for f in PREDICTION_SCHEMA if pa.types.is_string(f.type)]
+    # dictionary pages for the repeated strings; entity ids are all different (a dictionary of them is
+    # built, then dropped: 0.3 s against 0.19 s to write 1,000,000 rows)
+    strings = [f.name for f in PREDICTION_SCHEMA if pa.types.is_string(f.type) and f.name != "entity_id"]
+    buffer = np.empty((batch_rows, len(spec.features)), dtype=np.float32)  # the model's input, reused batch after batch
     with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings) as writer:
         for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):
             if batch.num_rows == 0:
                 continue
-            scores = score_batch(booster, batch, spec, threads)
+            scores = score_batch(booster, batch, spec, threads, buffer)
             writer.write_batch(predictions_batch(batch, scores, spec, ds, mv, run_id, scored_at))
             rows += batch.num_rows
             total += float(scores.sum())

@@ -44,6 +44,16 @@ def test_matrix_follows_contract_order_and_codes_categories():
     assert m[1, SPEC.feature_names.index("monthly_spend")] == np.float32(20.5)
 
 
+def test_matrix_fills_a_reused_buffer_with_the_same_values():
+    fresh = to_matrix(_table(), SPEC)
+    buffer = np.full((5, 10), 7.0, dtype=np.float32)
+    m = to_matrix(_table(), SPEC, buffer)
+    assert np.shares_memory(m, buffer) and m.shape == (3, 10) and m.flags.c_contiguous
+    np.testing.assert_array_equal(m, fresh)  # NaN in the same places too
+    small = np.zeros((2, 10), dtype=np.float32)  # too few rows: a new matrix instead
+    assert not np.shares_memory(to_matrix(_table(), SPEC, small), small)
+
+
 def test_psi_is_small_for_same_distribution_and_large_for_a_shift():
     rng = np.random.default_rng(1)
     ref = reference_bins(rng.beta(2, 5, 50_000))
