@@ -1,6 +1,6 @@
 """``make bench``: nightscore against the pandas recipe, on the same PostgreSQL, data and model.
 
-For each size it runs, each in a fresh child process (so that peak memory is that work's own):
+For each size it runs, each in a child process of its own (so that peak memory is that work's own):
 
 - ``baseline``: ``pandas.read_sql`` → ``xgboost.Booster.predict(DMatrix)`` → ``DataFrame.to_sql(append)``
   into a plain table, no validation (what the blog-post recipe does);
@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -325,23 +324,94 @@ MEASUREMENTS = [
 ]
 
 
+_SETTLE_NOTE: list[str] = []
+
+
+def settle(settings: Any) -> None:
+    """Let the server finish the previous measurement's background work before the next one starts, so
+    that no measurement pays for another's: VACUUM (ANALYZE) the tables written (autovacuum would
+    otherwise start on them during the next measurement; it did, right after the baseline's 1M rows) and
+    a CHECKPOINT (the WAL of a million inserted rows forces one soon after). Not timed."""
+    import sqlalchemy as sa
+
+    from pipeline import db
+
+    eng = db.engine(settings)
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("bench.baseline_predictions", "predictions"):
+            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar():
+                conn.execute(sa.text(f"VACUUM (ANALYZE) {table}"))
+        try:
+            conn.execute(sa.text("CHECKPOINT"))
+        except sa.exc.DBAPIError as exc:  # needs superuser or pg_checkpoint on a server of your own
+            if not _SETTLE_NOTE:
+                _SETTLE_NOTE.append(str(exc.orig).strip())
+                print(f"  note: no CHECKPOINT between measurements ({_SETTLE_NOTE[0]})", flush=True)
+
+
+# The heavy modules every measurement imports. Children are forked from a server process that imported
+# them once (multiprocessing's forkserver) instead of each starting Python and importing them again: that
+# took about 5 s per measurement, 2 of the benchmark's minutes. A forked child's resident memory starts
+# at the server's, as a fresh process's would after the same imports, so peak RSS means what it meant.
+PRELOAD = [
+    "pandas",
+    "pyarrow.parquet",
+    "numpy",
+    "xgboost",
+    "great_expectations",
+    "great_expectations.expectations",
+    "sqlalchemy",
+    "psycopg2",
+    "adbc_driver_postgresql.dbapi",
+    "pipeline.run",
+    "pipeline.extract",
+    "pipeline.validate",
+    "pipeline.score",
+    "pipeline.publish",
+    "pipeline.features",
+    "pipeline.monitor",
+]
+_CONTEXT: list[Any] = []
+
+
+def _context() -> Any:
+    import multiprocessing
+
+    if not _CONTEXT:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        _CONTEXT.append(ctx)
+    return _CONTEXT[0]
+
+
+def _measure(conn: Any, what: str, rows: int, home: Path, state_file: Path) -> None:
+    """The child: one measurement, its result (or its traceback) sent back through ``conn``."""
+    import traceback
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        conn.send(("ok", json.loads(json.dumps(child(what, rows, home, state_file), default=str))))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
 def run_child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        what,
-        "--rows",
-        str(rows),
-        "--home",
-        str(home),
-        "--state",
-        str(state_file),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark step {what} at {rows:,} rows failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_measure, args=(send, what, rows, home, state_file), name=f"bench-{what}")
+    proc.start()
+    send.close()
+    try:
+        status, payload = receive.recv()
+    except EOFError:
+        status, payload = "error", f"the child process died (exit code {proc.join() or proc.exitcode})"
+    proc.join()
+    if status != "ok":
+        raise SystemExit(f"benchmark step {what} at {rows:,} rows failed:\n{str(payload)[-3000:]}")
+    return payload
 
 
 def main() -> int:
@@ -350,13 +420,8 @@ def main() -> int:
     ap.add_argument("--home", type=Path, default=ROOT / ".nightscore" / "bench")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed (DESIGN §5)")
-    ap.add_argument("--child")
-    ap.add_argument("--state", type=Path)
     args = ap.parse_args()
     home = args.home.resolve()
-    if args.child:
-        print(json.dumps(child(args.child, args.rows[0], home, args.state), default=str))
-        return 0
 
     sizes = args.rows or DEFAULT_SIZES
     started = time.perf_counter()
@@ -379,6 +444,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             state_file = Path(tmp) / "state.json"
             for what, _ in MEASUREMENTS:
+                settle(settings)
                 results[n][what] = r = run_child(what, n, home, state_file)
                 if r.get("written") != n:
                     raise SystemExit(f"{what} at {n:,} rows handled {r.get('written')} rows")
