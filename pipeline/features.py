@@ -34,8 +34,8 @@ def to_matrix(data: pa.Table | pa.RecordBatch, spec: JobSpec, buffer: np.ndarray
     """A C-contiguous float32 matrix with one column per feature, in contract order.
 
     ``buffer`` (float32, at least as many rows) is filled and a view of it returned: a caller that
-    converts batch after batch reuses memory the process has already touched, which was 3x faster here
-    than a fresh matrix per batch."""
+    converts batch after batch reuses memory the process has already touched (1,000,000 rows in four
+    batches: 0.09-0.12 s, against 0.12-0.45 s with a fresh matrix per batch)."""
     shape = (data.num_rows, len(spec.features))
     if buffer is not None and buffer.dtype == np.float32 and buffer.shape[0] >= shape[0] and buffer.shape[1] == shape[1]:
         out = buffer[: shape[0]]

@@ -3,10 +3,10 @@ partition of ``predictions`` in one short transaction.
 
 ``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Publishing loads
 the day into ``nightscore_staging.<table>`` (no lock on ``predictions``; the table carries the partition's
-CHECK constraint from the start), adds the primary key there, then, in one transaction: takes the (job, ds) advisory lock, detaches
-the old partition of the day (if any), attaches the new table, and drops the old one. Readers see the old
-day or the new day, never a mix or an empty day. A failure anywhere leaves the published day as it was and
-drops the loaded table.
+CHECK constraint from the start), adds the primary key there, then, in one transaction: takes the (job, ds)
+advisory lock, detaches the old partition of the day (if any), attaches the new table, and drops the old one.
+Readers see the old day or the new day, never a mix or an empty day. A failure anywhere leaves the published
+day as it was and drops the loaded table.
 """
 
 from __future__ import annotations
