@@ -290,12 +290,17 @@ class _Suites:
         self.suites = []
         i = 0
         for name, group in (("schema", schema_rules), ("batch", rules), ("day", day_rules)):
-            # filled before it is added: a saved suite re-serialises itself on every add (quadratic)
-            suite = gx.ExpectationSuite(name=f"{spec.name}_contract_{name}")
+            expectations = []
             for cls_name, kwargs, words, row_level in group:
-                suite.add_expectation(getattr(gxe, cls_name)(**kwargs, meta={"nightscore_rule": i}))
+                expectations.append(getattr(gxe, cls_name)(**kwargs, meta={"nightscore_rule": i}))
                 self.meta[i] = (words, row_level)
                 i += 1
+            # given whole to the suite, then the suite to the context: add_expectation compares each new
+            # rule with every earlier one, and a saved suite re-serialises itself on every add (both
+            # quadratic: 0.45 s for the bench's 73 rules, against 0.03 s)
+            suite = gx.ExpectationSuite(name=f"{spec.name}_contract_{name}", expectations=expectations)
+            if len(suite.expectations) != len(expectations):  # the constructor logs and skips an invalid one
+                raise RuntimeError(f"GX accepted {len(suite.expectations)} of the {len(expectations)} {name} rules")
             self.suites.append(self.ctx.suites.add(suite))
 
     def run(self, which: int, df: pd.DataFrame, key: str | None) -> Any:
