@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +28,11 @@ from pipeline.config import Settings
 from pipeline.errors import NightscoreError
 from pipeline.jobs import JobSpec, load_job
 from pipeline.storage import ArtifactStore, open_store, run_prefix, stream_parquet
+
+if TYPE_CHECKING:  # the stages' modules are imported by the steps that use them
+    from pipeline.extract import Extracted
+    from pipeline.feed import BatchFeed
+    from pipeline.validate import ValidationOutcome
 
 log = logging.getLogger(__name__)
 
@@ -131,46 +136,103 @@ def extract_step(settings: Settings, state: RunState) -> RunState:
     from pipeline.extract import extract
 
     with _stage(settings, state, "extract") as ctx:
-        ex = extract(settings, ctx.spec, state.day, ctx.store, state.prefix, ctx.workdir)
-        state.features_uri, state.features_sha256 = ex.uri, ex.sha256
-        state.counts["extracted"] = ex.rows
-        runs.update(ctx.eng, state.run_id, rows_extracted=ex.rows)
+        _record_extract(ctx, extract(settings, ctx.spec, state.day, ctx.store, state.prefix, ctx.workdir))
     return state
+
+
+def _record_extract(ctx: _Ctx, ex: Extracted) -> None:
+    state = ctx.state
+    state.features_uri, state.features_sha256 = ex.uri, ex.sha256
+    state.counts["extracted"] = ex.rows
+    runs.update(ctx.eng, state.run_id, rows_extracted=ex.rows)
 
 
 def validate_step(settings: Settings, state: RunState) -> RunState:
     """Run the contract's GX suites batch by batch; save the result (JSON + Data Docs) and any quarantine."""
-    from pipeline.validate import raise_if_failed, validate_parquet
+    from pipeline.validate import validate_parquet
 
     with _stage(settings, state, "validate") as ctx:
         assert state.features_uri, "extract must run first"
         with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
             outcome = validate_parquet(ctx.spec, path, settings.validate_batch_rows)
-            values = (
-                _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined)) if outcome.passed and outcome.quarantined else {}
-            )
-        state.validation_uri = ctx.store.put_bytes(
-            f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
-        )
-        state.data_docs_uri = ctx.store.put_bytes(f"{state.prefix}/data_docs/index.html", outcome.html.encode())
-        state.counts["quarantined"] = outcome.rows_quarantined if outcome.passed else 0
-        state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
-        if outcome.passed and outcome.quarantined:
-            runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined, values)
-            ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
-            log.warning("run %s (%s %s): %s", state.run_id, state.job, state.ds, outcome.message)
-        runs.update(
-            ctx.eng,
-            state.run_id,
-            validation_success=outcome.success,
-            validation_summary={"passed": outcome.passed, "message": outcome.message, "failed_rules": outcome.summary()},
-            validation_report_uri=state.validation_uri,
-            data_docs_uri=state.data_docs_uri,
-            rows_valid=state.counts["valid"],
-            rows_quarantined=state.counts["quarantined"],
-        )
-        raise_if_failed(outcome, ctx.spec, where=f"job {state.job}, ds {state.ds}, report {state.validation_uri}")
+        _record_validation(ctx, outcome)
     return state
+
+
+def extract_validate_step(settings: Settings, state: RunState) -> RunState:
+    """``extract_step`` then ``validate_step`` in one pass, as ``score_partition`` runs them.
+
+    Each batch read from the source is written to ``features.parquet`` and handed to a GX thread that
+    validates it meanwhile (in runs of ``validate_batch_rows // 2`` rows, so that validation starts
+    before the extract ends), instead of validation reading the file back afterwards. Same files,
+    counts and outcome as the two steps; a failure is recorded against the stage it happened in. The
+    validate stage's seconds are what it took after the extract finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.extract import extract
+    from pipeline.feed import BatchFeed
+
+    feed = BatchFeed()
+    spec = load_job(settings.jobs_dir, state.job)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightscore-validate") as pool:
+        validating = pool.submit(_validate_feed, spec, feed, max(1, settings.validate_batch_rows // 2))
+        try:
+            with _stage(settings, state, "extract") as ctx:
+                _record_extract(ctx, extract(settings, ctx.spec, state.day, ctx.store, state.prefix, ctx.workdir, feed=feed))
+        except BaseException:
+            feed.abort()
+            raise
+        feed.close()
+        with _stage(settings, state, "validate") as ctx:
+            outcome = validating.result()
+            if outcome.rows != state.counts["extracted"]:  # cannot happen unless a batch went missing
+                raise RuntimeError(f"validated {outcome.rows} rows of the {state.counts['extracted']} extracted")
+            _record_validation(ctx, outcome)
+    return state
+
+
+def _validate_feed(spec: JobSpec, feed: BatchFeed, batch_rows: int) -> ValidationOutcome:
+    from pipeline.feed import rebatched
+    from pipeline.validate import validate_batches
+
+    try:
+        return validate_batches(spec, feed.schema(), rebatched(feed, batch_rows))
+    finally:
+        feed.stop()
+
+
+def _record_validation(ctx: _Ctx, outcome: ValidationOutcome) -> None:
+    """Save the result (JSON + Data Docs) and any quarantine, update the run, raise if it failed."""
+    from pipeline.validate import raise_if_failed
+
+    state = ctx.state
+    values: dict[Any, list[dict[str, Any]]] = {}
+    if outcome.passed and outcome.quarantined:
+        assert state.features_uri
+        with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
+            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined))
+    state.validation_uri = ctx.store.put_bytes(
+        f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
+    )
+    state.data_docs_uri = ctx.store.put_bytes(f"{state.prefix}/data_docs/index.html", outcome.html.encode())
+    state.counts["quarantined"] = outcome.rows_quarantined if outcome.passed else 0
+    state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
+    if outcome.passed and outcome.quarantined:
+        runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined, values)
+        ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
+        log.warning("run %s (%s %s): %s", state.run_id, state.job, state.ds, outcome.message)
+    runs.update(
+        ctx.eng,
+        state.run_id,
+        validation_success=outcome.success,
+        validation_summary={"passed": outcome.passed, "message": outcome.message, "failed_rules": outcome.summary()},
+        validation_report_uri=state.validation_uri,
+        data_docs_uri=state.data_docs_uri,
+        rows_valid=state.counts["valid"],
+        rows_quarantined=state.counts["quarantined"],
+    )
+    raise_if_failed(outcome, ctx.spec, where=f"job {state.job}, ds {state.ds}, report {state.validation_uri}")
 
 
 def _quarantined_values(path: Any, key: str, keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
@@ -289,6 +351,6 @@ def score_partition(
 ) -> RunState:
     """Extract, validate, score and publish one (job, ds) partition. Idempotent: rerun at will."""
     state = begin(settings, job, ds, model_version=model_version, dry_run=dry_run, airflow_run_id=airflow_run_id)
-    for step in (extract_step, validate_step, score_step, publish_step, finish_step):
+    for step in (extract_validate_step, score_step, publish_step, finish_step):
         state = step(settings, state)
     return state

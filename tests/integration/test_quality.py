@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from pipeline import db
-from pipeline.errors import ValidationFailed
+from pipeline import run as run_steps
+from pipeline.errors import SourceError, ValidationFailed
 from pipeline.run import score_partition
 from pipeline.storage import open_store
 from tests.conftest import CUSTOMERS, DAY
@@ -249,3 +251,43 @@ def test_five_percent_bad_under_a_one_percent_limit_fails(local_settings, publis
         "column 'sessions_30d': must be between 0 and 10000: 150 row(s) (5.00%)",
     )
     assert _quarantined(s, str(run["run_id"]))[0] == {}  # a failed run quarantines nothing: the whole day is refused
+
+
+def test_source_failing_midway_fails_the_extract_and_stops_the_validation_thread(local_settings, published, tmp_path):
+    """The one-pass run validates batches while they are extracted: a query that breaks after rows have
+    streamed must fail as an extract error, end the validation thread, and keep the published day."""
+    last = CUSTOMERS  # the last customer of the day: earlier rows are already out when the query fails
+    bad = _job(local_settings, tmp_path, _replace("tenure_months", f"CASE WHEN customer_id = {last} THEN 1 / 0 ELSE tenure_months END"))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            score_partition(bad, "churn", DAY)
+        except BaseException as exc:
+            errors.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the run hung"
+    assert len(errors) == 1 and isinstance(errors[0], SourceError), errors
+    assert "division by zero" in str(errors[0])
+    assert not [t for t in threading.enumerate() if t.name.startswith("nightscore-validate")]
+    run = _last_run(bad)
+    assert run["status"] == "failed" and run["error"].startswith("[extract]")
+    assert _published(bad) == published
+
+
+def test_one_pass_extract_and_validate_matches_the_two_steps(local_settings, tmp_path):
+    """score_partition's one pass gives the same snapshot, counts and rule results as extract_step then
+    validate_step (what the Airflow tasks run), here on a day with quarantined rows."""
+    bad = _job(local_settings, tmp_path, _replace("monthly_spend", "CASE WHEN customer_id % 500 = 7 THEN -1 ELSE monthly_spend END"))
+    one = run_steps.extract_validate_step(bad, run_steps.begin(bad, "churn", DAY))
+    two = run_steps.validate_step(bad, run_steps.extract_step(bad, run_steps.begin(bad, "churn", DAY)))
+    assert one.counts == two.counts and one.counts["quarantined"] == CUSTOMERS // 500
+    assert one.features_sha256 == two.features_sha256
+    store = open_store(bad)
+    reports = [json.loads(store.get_bytes(store.key(s.validation_uri))) for s in (one, two)]
+    assert reports[0]["rules"] == reports[1]["rules"]
+    assert reports[0]["message"] == reports[1]["message"]
+    assert _quarantined(bad, one.run_id) == _quarantined(bad, two.run_id)
