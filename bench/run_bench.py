@@ -429,8 +429,10 @@ def run_child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, A
     try:
         status, payload = receive.recv()
     except EOFError:
-        status, payload = "error", f"the child process died (exit code {proc.join() or proc.exitcode})"
+        status, payload = "error", None
     proc.join()
+    if payload is None:
+        payload = f"the child process died (exit code {proc.exitcode})"
     if status != "ok":
         raise SystemExit(f"benchmark step {what} at {rows:,} rows failed:\n{str(payload)[-3000:]}")
     return payload

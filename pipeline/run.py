@@ -207,11 +207,6 @@ def _record_validation(ctx: _Ctx, outcome: ValidationOutcome) -> None:
     from pipeline.validate import raise_if_failed
 
     state = ctx.state
-    values: dict[Any, list[dict[str, Any]]] = {}
-    if outcome.passed and outcome.quarantined:
-        assert state.features_uri
-        with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
-            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined))
     state.validation_uri = ctx.store.put_bytes(
         f"{state.prefix}/validation.json", json.dumps(outcome.report(), indent=2, default=str).encode()
     )
@@ -219,6 +214,9 @@ def _record_validation(ctx: _Ctx, outcome: ValidationOutcome) -> None:
     state.counts["quarantined"] = outcome.rows_quarantined if outcome.passed else 0
     state.counts["valid"] = outcome.rows - state.counts["quarantined"] if outcome.passed else 0
     if outcome.passed and outcome.quarantined:
+        assert state.features_uri
+        with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
+            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined))
         runs.save_quarantine(ctx.eng, state.run_id, state.job, state.day, outcome.quarantined, values)
         ctx.store.put_bytes(f"{state.prefix}/quarantined_keys.json", json.dumps(sorted(map(str, outcome.quarantined))).encode())
         log.warning("run %s (%s %s): %s", state.run_id, state.job, state.ds, outcome.message)
