@@ -82,12 +82,6 @@ def test_rest_backfill_of_three_days(airflow_server, s3_settings):
         assert time.monotonic() < deadline, f"score_churn never appeared\n{_tail(log_path)}"
         time.sleep(2)
 
-    # DAGs start paused; backfill runs stay queued on a paused DAG (the UI's backfill form offers to unpause it).
-    # Unpausing also lets the scheduler start the latest scheduled day (2026-11-20 when this was written),
-    # which fails validation here (no source rows that day); only the backfill runs are checked below.
-    status, body = api.call("PATCH", "/api/v2/dags/score_churn", {"is_paused": False})
-    assert status == 200, body
-
     days = [DAY + timedelta(days=i) for i in range(3)]
     # Airflow refuses a backfill while the scheduler holds SQLite's write lock ("Database is locked. Backfill
     # creation is not supported on SQLite under concurrent access"); nothing is created then, and a user
@@ -102,6 +96,14 @@ def test_rest_backfill_of_three_days(airflow_server, s3_settings):
             break
         time.sleep(3)
     assert status == 200, backfill
+
+    # DAGs start paused; backfill runs stay queued on a paused DAG (the UI's backfill form offers to unpause it).
+    # Unpausing also lets the scheduler start the latest scheduled day, which fails validation here (no source
+    # rows that day); only the backfill runs are checked below. The backfill is created first: with the DAG
+    # already unpaused, the scheduler once died on SQLite ("StaleDataError: UPDATE statement on table 'dag_run'
+    # expected to update 2 row(s); 1 were matched") while the backfill's runs were being written.
+    status, body = api.call("PATCH", "/api/v2/dags/score_churn", {"is_paused": False})
+    assert status == 200, body
 
     deadline = time.monotonic() + 420
     while True:
