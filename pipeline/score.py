@@ -1,4 +1,4 @@
-"""Score: the validated partition through the resolved XGBoost model, batch by batch, into ``predictions.parquet``."""
+"""Score: the partition snapshot through the resolved XGBoost model, batch by batch, into ``predictions.parquet``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from pipeline.features import to_matrix
 from pipeline.jobs import JobSpec
 from pipeline.registry import ModelVersion
-from pipeline.storage import ArtifactStore, stream_parquet
+from pipeline.storage import stream_parquet
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -93,16 +93,14 @@ def score(
     booster: Any,
     mv: ModelVersion,
     run_id: str,
-    store: ArtifactStore,
-    prefix: str,
-    workdir: Path,
+    out: Path,
     *,
     threads: int,
     batch_rows: int,
     drop_keys: Iterable[Any] = (),
 ) -> Scored:
-    """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into ``<prefix>/predictions.parquet``."""
-    out = workdir / "predictions.parquet"
+    """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into the local file ``out``
+    (``Scored.uri`` is its path until the caller stores it)."""
     scored_at = datetime.now(UTC)
     rows, total = 0, 0.0
     # dictionary pages for the repeated strings; entity ids are all different (a dictionary of them is
@@ -117,5 +115,4 @@ def score(
             writer.write_batch(predictions_batch(batch, scores, spec, ds, mv, run_id, scored_at))
             rows += batch.num_rows
             total += float(scores.sum())
-    uri = store.put_file(f"{prefix}/predictions.parquet", out)
-    return Scored(uri=uri, rows=rows, score_mean=(total / rows) if rows else float("nan"))
+    return Scored(uri=str(out), rows=rows, score_mean=(total / rows) if rows else float("nan"))

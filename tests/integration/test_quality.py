@@ -9,9 +9,11 @@ the published rows, and counts that add up (extracted = valid + quarantined).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -115,6 +117,8 @@ def _fails(settings, published, *needles: str):
     assert store.exists(store.key(run["validation_report_uri"]))
     html = store.get_bytes(store.key(run["data_docs_uri"])).decode()
     assert "<html" in html.lower()
+    # score_partition scores while validation finishes: a refused day must leave no predictions behind
+    assert run["artifacts_uri"] and not store.exists(store.key(f"{run['artifacts_uri']}/predictions.parquet"))
     return run
 
 
@@ -291,3 +295,26 @@ def test_one_pass_extract_and_validate_matches_the_two_steps(local_settings, tmp
     assert reports[0]["rules"] == reports[1]["rules"]
     assert reports[0]["message"] == reports[1]["message"]
     assert _quarantined(bad, one.run_id) == _quarantined(bad, two.run_id)
+
+
+def _predictions(settings, state):
+    store = open_store(settings)
+    with store.local_path(store.key(state.predictions_uri)) as path:
+        table = pq.read_table(path, columns=["entity_id", "score", "label", "model_version"])
+    return table.sort_by("entity_id").to_pylist()
+
+
+def test_scoring_during_validation_gives_the_predictions_of_scoring_after_it(local_settings, caplog):
+    """score_partition scores the snapshot while validation finishes; the Airflow tasks score after the
+    validate task. The predictions must be the same, and the one-pass run records a score stage."""
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        one = score_partition(local_settings, "churn", DAY)
+    assert not [r for r in caplog.records if "scoring during validation failed" in r.getMessage()]  # not the fallback
+    state = run_steps.begin(local_settings, "churn", DAY)
+    for step in (run_steps.extract_step, run_steps.validate_step, run_steps.score_step):
+        state = step(local_settings, state)
+    assert one.features_sha256 == state.features_sha256
+    first, second = _predictions(local_settings, one), _predictions(local_settings, state)
+    assert len(first) == CUSTOMERS and first == second
+    assert list(one.seconds)[:4] == ["resolve_model", "extract", "validate", "score"]
+    assert one.counts["scored"] == one.counts["published"] == CUSTOMERS
