@@ -1,9 +1,12 @@
 """Run Airflow on nightscore's embedded defaults: what ``make airflow`` does.
 
-``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor; SQLite metadata)
-with ``AIRFLOW_HOME=.nightscore/airflow``, this project's ``dags/`` and no example DAGs. The login is
-``admin`` with a password generated once and kept in ``.nightscore/airflow/passwords.json``.
-The system test starts Airflow through the same :func:`airflow_env`.
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor) with
+``AIRFLOW_HOME=.nightscore/airflow``, this project's ``dags/`` and no example DAGs. Airflow's own metadata
+lives in the database ``nightscore_airflow`` on nightscore's PostgreSQL server (the embedded one unless
+``NIGHTSCORE_DATABASE_URL`` names another): on SQLite, the scheduler and the API raced for the one write
+lock ("Database is locked", and once a scheduler that died on a StaleDataError). The login is ``admin``
+with a password generated once and kept in ``.nightscore/airflow/passwords.json``. The system test starts
+Airflow through the same :func:`airflow_env` and :func:`metadata_database`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,26 @@ def _secrets(airflow_home: Path) -> dict[str, str]:
     return values
 
 
+def metadata_database(server_url: str, name: str = "nightscore_airflow") -> str:
+    """Airflow's metadata database on the PostgreSQL server of ``server_url`` (created if missing), as the
+    SQLAlchemy URL Airflow wants."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url).set(drivername="postgresql+psycopg2")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def airflow_env(
     airflow_home: Path,
+    metadata_url: str,
     *,
     port: int = 8080,
     host: str = "127.0.0.1",
@@ -45,7 +66,8 @@ def airflow_env(
 ) -> dict[str, str]:
     """Environment for every Airflow process of a local deployment on ``host:port``.
 
-    ``log_ports`` are where the worker and the triggerer serve task logs to the api-server."""
+    ``metadata_url`` is Airflow's metadata database (:func:`metadata_database`); ``log_ports`` are where the
+    worker and the triggerer serve task logs to the api-server."""
     sec = _secrets(airflow_home)
     passwords = airflow_home / "passwords.json"
     passwords.write_text(json.dumps({USER: sec["password"]}))
@@ -66,7 +88,7 @@ def airflow_env(
             "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_ports[0]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_ports[1]),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "NIGHTSCORE_HOME": env.get("NIGHTSCORE_HOME") or str(PROJECT_ROOT / ".nightscore"),
             # standalone starts its components as `airflow ...`: use this environment's executable
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -114,7 +136,12 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=int(os.environ.get("NIGHTSCORE_AIRFLOW_PORT", "8080")))
     ap.add_argument("--home", type=Path, default=PROJECT_ROOT / ".nightscore" / "airflow")
     args = ap.parse_args()
-    env = airflow_env(args.home.resolve(), port=args.port, host=args.host)
+    from pipeline import db
+    from pipeline.config import load_settings
+
+    settings = load_settings()
+    server = settings.database_url or db.start_embedded(settings.home)
+    env = airflow_env(args.home.resolve(), metadata_database(server), port=args.port, host=args.host)
     url = f"http://{args.host}:{args.port}"
     proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
     try:
