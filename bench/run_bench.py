@@ -57,22 +57,13 @@ def partition_day(rows: int) -> date:
 # Set-up: settings, job spec, source data, model
 # ----------------------------------------------------------------------------------------------------
 def bench_settings(home: Path) -> Any:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
     from pipeline import db
     from pipeline.config import load_settings
 
     base = load_settings()
     server_url = base.database_url or db.start_embedded(base.home)
-    url = make_url(server_url)
-    admin = sa.create_engine(url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DB_NAME}).scalar():
-            conn.execute(sa.text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
     return base.with_overrides(
-        database_url=url.set(database=DB_NAME).render_as_string(hide_password=False),
+        database_url=db.ensure_database(server_url, DB_NAME),
         artifact_uri=str(home / "artifacts"),
         jobs_dir=home / "jobs",
         home=home,

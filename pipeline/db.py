@@ -55,14 +55,20 @@ def start_embedded(home: Path) -> str:
             where=str(pgdata),
             fix=f"read {pgdata / 'log'}; delete {pgdata} to start afresh, or set NIGHTSCORE_DATABASE_URL to a server of yours",
         ) from exc
-    base = make_url(server.get_uri())
-    admin = sa.create_engine(base.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": EMBEDDED_DB_NAME}).scalar()
-        if not exists:
-            conn.execute(sa.text(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"'))
-    admin.dispose()
-    return base.set(database=EMBEDDED_DB_NAME).render_as_string(hide_password=False)
+    return ensure_database(server.get_uri(), EMBEDDED_DB_NAME)
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """The URL of the database ``name`` on the server of ``server_url``, created there if missing."""
+    url = make_url(server_url)
+    admin = sa.create_engine(url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def stop_embedded(home: Path) -> bool:

@@ -293,8 +293,9 @@ def _score_snapshot(ctx: _Ctx, drop_keys: list[Any]) -> Scored:
     from pipeline.score import score
 
     state = ctx.state
+    assert state.features_uri, "extract must run first"
     mv, booster = _model(ctx)
-    with ctx.store.local_path(ctx.store.key(state.features_uri or "")) as path:
+    with ctx.store.local_path(ctx.store.key(state.features_uri)) as path:
         if drop_keys:  # keys were saved as text; match the column's own type
             key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.entity_key).type
             drop_keys = pa.array(drop_keys).cast(key_type).to_pylist()
@@ -321,7 +322,6 @@ def _record_score(ctx: _Ctx, sc: Scored) -> None:
 
 def score_step(settings: Settings, state: RunState) -> RunState:
     with _stage(settings, state, "score") as ctx:
-        assert state.features_uri, "extract must run first"
         drop: list[Any] = []
         if state.counts.get("quarantined"):
             drop = json.loads(ctx.store.get_bytes(f"{state.prefix}/quarantined_keys.json"))

@@ -44,22 +44,18 @@ def metadata_database(server_url: str, name: str = "nightscore_airflow") -> str:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    url = make_url(server_url).set(drivername="postgresql+psycopg2")
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    from pipeline import db
+
     try:
-        with admin.connect() as conn:
-            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = make_url(db.ensure_database(server_url, name))
     except sa.exc.DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise SystemExit(
-            f"could not prepare Airflow's metadata database {name!r} on {url.render_as_string(hide_password=True)}: {reason}. "
+            f"could not prepare Airflow's metadata database {name!r} on {db.safe_url(server_url)}: {reason}. "
             f"Check the server and NIGHTSCORE_DATABASE_URL; if the role may not create databases, create it yourself "
             f"(CREATE DATABASE {name} OWNER <the URL's role>) or give the role CREATEDB."
         ) from None
-    finally:
-        admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
 def airflow_env(

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import db
-from tests.conftest import DAY, _admin
+from tests.conftest import DAY, drop_database
 from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
@@ -51,8 +51,7 @@ class Api:
 def airflow_server(s3_settings, pg_server, tmp_path):
     home = tmp_path / "airflow"
     port = _free_port()
-    metadata_name = f"airflow_{uuid.uuid4().hex[:10]}"
-    metadata = metadata_database(pg_server, metadata_name)  # as make airflow: Airflow's metadata in PostgreSQL
+    metadata = metadata_database(pg_server, f"airflow_{uuid.uuid4().hex[:10]}")  # as make airflow: Airflow's metadata in PostgreSQL
     env = airflow_env(home, metadata, port=port, log_ports=(_free_port(), _free_port()))
     env.update(connection_env(s3_settings))
     log_path = tmp_path / "airflow.log"
@@ -67,10 +66,7 @@ def airflow_server(s3_settings, pg_server, tmp_path):
             yield url, _secrets(home)["password"], log_path
         finally:
             stop_group(proc)
-            admin = _admin(pg_server)
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{metadata_name}" WITH (FORCE)'))
-            admin.dispose()
+            drop_database(pg_server, metadata)
 
 
 def _tail(path, n=60) -> str:
