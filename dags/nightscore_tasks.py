@@ -119,32 +119,49 @@ def _day(spec: Any, context: Any) -> date:
     return ds
 
 
+def _as_owner(context: Any) -> None:
+    """Record this task instance and try as the owner of the runs it works on (``scoring_runs.owner_*``)."""
+    from pipeline import runs
+
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    task = f"{ti.dag_id}.{ti.task_id}" + (f"[{map_index}]" if map_index not in (None, -1) else "") + f" {ti.run_id}"
+    runs.set_task(task, getattr(ti, "try_number", None))
+
+
 def extract(job: str, context: Any) -> dict[str, Any]:
     """Create the run record, resolve the model (alias or pinned version), extract the partition."""
     from pipeline import run
     from pipeline.jobs import load_job
 
+    _as_owner(context)
     settings = task_settings()
     spec = load_job(JOBS_DIR, job)
     params = context["params"]
-    state = run.begin(
-        settings,
-        job,
-        _day(spec, context),
-        model_version=_optional_int(params.get("model_version")),
-        dry_run=bool(params.get("dry_run")),
-        airflow_run_id=context["dag_run"].run_id,
-    )
-    log.info("run %s: model %s v%s%s", state.run_id, state.model_name, state.model_version, " (pinned)" if state.pinned_version else "")
-    return run.extract_step(settings, state).to_dict()
+    with run.interruptible():
+        state = run.begin(
+            settings,
+            job,
+            _day(spec, context),
+            model_version=_optional_int(params.get("model_version")),
+            dry_run=bool(params.get("dry_run")),
+            airflow_run_id=context["dag_run"].run_id,
+        )
+        log.info("run %s: model %s v%s%s", state.run_id, state.model_name, state.model_version, " (pinned)" if state.pinned_version else "")
+        return run.extract_step(settings, state).to_dict()
 
 
-def step(name: str, state: dict[str, Any]) -> dict[str, Any]:
-    """Run one later step (validate, score, publish, finish) on the state the previous task returned."""
+def step(name: str, state: dict[str, Any], context: Any | None = None) -> dict[str, Any]:
+    """Run one later step (validate, score, publish, finish) on the state the previous task returned.
+
+    SIGTERM (Airflow stopping the task) ends the step as ``interrupted``, after its clean-up."""
     from pipeline import run
 
+    if context is not None:
+        _as_owner(context)
     fn = {"validate": run.validate_step, "score": run.score_step, "publish": run.publish_step, "finish": run.finish_step}[name]
-    out = fn(task_settings(), run.RunState.from_dict(state))
+    with run.interruptible():
+        out = fn(task_settings(), run.RunState.from_dict(state))
     log.info("run %s %s %s: %s done; counts %s", out.run_id, out.job, out.ds, name, out.counts)
     return out.to_dict()
 

@@ -91,15 +91,15 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
 
         @task(execution_timeout=TIMEOUTS["validate"])
         def validate(state: dict[str, Any]) -> dict[str, Any]:
-            return nt.step("validate", state)
+            return nt.step("validate", state, get_current_context())
 
         @task(execution_timeout=TIMEOUTS["score"])
         def score(state: dict[str, Any]) -> dict[str, Any]:
-            return nt.step("score", state)
+            return nt.step("score", state, get_current_context())
 
         @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])
         def publish(state: dict[str, Any]) -> dict[str, Any]:
-            out = nt.step("publish", state)
+            out = nt.step("publish", state, get_current_context())
             if out["dry_run"]:
                 raise AirflowSkipException(f"dry run: {out['counts'].get('scored')} rows scored, nothing published")
             return out
@@ -108,7 +108,7 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         def monitor(scored: dict[str, Any]) -> dict[str, Any]:
             published = get_current_context()["ti"].xcom_pull(task_ids="publish")
             state = published or {**scored, "counts": {**scored["counts"], "published": 0}}
-            return nt.step("finish", state)
+            return nt.step("finish", state, get_current_context())
 
         scored = score(validate(extract()))
         publish(scored) >> monitor(scored)

@@ -13,9 +13,10 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import Interrupted, NightscoreError, explain, redact
 from pipeline.jobs import parse_ds
 
 app = typer.Typer(
@@ -35,22 +36,45 @@ def _settings() -> Settings:
     return load_settings()
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", envvar="NIGHTSCORE_DEBUG", help="on an error, print the traceback too"),
+) -> None:
+    _DEBUG["on"] = debug
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn errors into one paragraph and a non-zero exit code."""
+    """Turn every error into one paragraph (what, where, fix) and a non-zero exit code.
+
+    The traceback goes to the log at DEBUG level and, with ``--debug``, to the terminal."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
             return fn(*args, **kwargs)
-        except NightscoreError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            name = getattr(exc, "signal_name", "SIGINT")
+            _fail(f"interrupted by {name}; a run in progress was recorded as interrupted and the published data is unchanged.", exc)
+            raise typer.Exit(143 if name == "SIGTERM" else 130) from None
+        except Exception as exc:
+            _fail(f"error: {explain(exc)}", exc)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]; published data is unchanged")
-            raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _fail(message: str, exc: BaseException) -> None:
+    import traceback
+
+    detail = redact("".join(traceback.format_exception(exc)))
+    logging.getLogger("nightscore").debug("%s", detail)
+    if _DEBUG["on"]:
+        err.print(Text(detail, style="dim"))
+    err.print(Text(message, style="bold red"), soft_wrap=True)
 
 
 def _yesterday() -> date:
@@ -176,7 +200,7 @@ def backfill(
                 _print_run(score_partition(s, job, d, model_version=model_version, dry_run=dry_run))
             except NightscoreError as exc:
                 failures.append(f"{d}: {exc}")
-                err.print(f"[red]{d} failed:[/] {exc}")
+                err.print(Text(f"{d} failed: {exc}", style="red"))
             progress.advance(task)
     if failures:
         raise NightscoreError(
@@ -190,19 +214,29 @@ def backfill(
 def runs(
     job: str | None = typer.Option(None, help="only this job"),
     limit: int = typer.Option(20, min=1),
-    show: str | None = typer.Option(None, "--show", help="print one run's record and manifest"),
+    show: str | None = typer.Option(None, "--show", help="print one run's record and manifest (its id, or the start of it)"),
+    reap: bool = typer.Option(False, "--reap", help="mark runs whose process is gone as abandoned and remove their leftovers"),
 ) -> None:
-    """List recent scoring runs, or show one."""
+    """List recent scoring runs, or show one. Runs whose process is gone are reaped first."""
     from pipeline import db
     from pipeline import runs as runs_mod
+    from pipeline.reap import reap as reap_runs
     from pipeline.storage import open_store
 
     s = _settings()
     eng = db.ready_engine(s)
+    reaped = reap_runs(s, eng)
+    if reap:
+        for r in reaped.runs:
+            out.print(Text(f"run {r['run_id']} ({r['job']} {r['ds']}): {r['status']}: {r['error']}"))
+        out.print(
+            f"reaped {len(reaped.runs)} run(s); dropped {len(reaped.tables)} loading table(s); removed {len(reaped.folders)} work folder(s)"
+        )
+        return
     if show:
-        rec = runs_mod.get(eng, show)
-        if rec is None:
-            raise NightscoreError(f"no run {show!r}", where="scoring_runs", fix="list runs with `nightscore runs`")
+        run_id = runs_mod.find(eng, show)
+        rec = runs_mod.get(eng, run_id)
+        assert rec is not None
         manifest = None
         if rec.get("manifest_uri"):
             store = open_store(s)
@@ -219,22 +253,25 @@ def runs(
         out.print_json(json.dumps({"reports": reports, "run": rec, "manifest": manifest}, default=str))
         if rec.get("rows_quarantined"):
             out.print(
-                f"{rec['rows_quarantined']:,} row(s) quarantined: SELECT entity_id, reasons, row_values FROM quarantined_rows WHERE run_id = '{show}';"
+                Text(
+                    f"{rec['rows_quarantined']:,} row(s) quarantined: "
+                    f"SELECT entity_id, reasons, row_values FROM quarantined_rows WHERE run_id = '{run_id}';"
+                )
             )
         return
+    colours = {"succeeded": "green", "published": "green", "failed": "red", "abandoned": "red", "interrupted": "yellow"}
     table = Table("run id", "job", "ds", "status", "model", "extracted", "valid", "quarant.", "published", "started", "error")
     for r in runs_mod.recent(eng, job, limit):
-        status = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(r["status"], r["status"])
         model = f"{r['model_name']} v{r['model_version']}" if r["model_version"] else ""
         table.add_row(
             str(r["run_id"]),
             r["job"],
             str(r["ds"]),
-            status + (" (dry)" if r["dry_run"] else ""),
+            Text(r["status"] + (" (dry)" if r["dry_run"] else ""), style=colours.get(r["status"], "")),
             model,
             *(f"{r[k]:,}" if r[k] is not None else "" for k in ("rows_extracted", "rows_valid", "rows_quarantined", "rows_published")),
             r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            (r["error"] or "")[:80],
+            Text((r["error"] or "")[:80]),
         )
     out.print(table)
 
@@ -288,6 +325,8 @@ def model_rollback(name: str, alias: str = typer.Option("champion")) -> None:
 @friendly
 def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(20_000, min=1)) -> None:
     """Set up everything on the embedded defaults and score yesterday's demo partition (what `make run` does)."""
+    from sqlalchemy.engine import make_url
+
     from pipeline import db, registry
     from pipeline.demo import load_demo_data
     from pipeline.jobs import load_job
@@ -318,7 +357,9 @@ def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(2
         state = score_partition(s, job, y)
     _print_run(state)
     out.print(f"[bold]artifacts[/] {store.uri(state.prefix)}")
-    out.print(f"[bold]psql[/]     psql '{db.libpq_uri(url)}'")
+    out.print("[bold]psql[/]     ", Text(f"psql '{db.safe_url(db.libpq_uri(url))}'"), sep="")
+    if make_url(url).password:
+        out.print("         (the password is the one in NIGHTSCORE_DATABASE_URL; psql asks for it, or reads PGPASSWORD)")
     out.print(
         "[bold]try[/]      SELECT label, count(*), round(avg(score)::numeric, 3) FROM predictions "
         f"WHERE job = '{job}' AND ds = '{y}' GROUP BY label;"

@@ -48,6 +48,15 @@ class Settings:
     # validation takes bigger batches than scoring; memory holds one of them
     validate_batch_rows: int = 1_000_000
     s3_endpoint_url: str | None = None
+    # a publish waits at most this long for a lock at a time (other sessions queue behind its wait) ...
+    publish_lock_timeout_ms: int = 1_000
+    # ... and keeps trying, with backoff, until this many seconds have passed
+    publish_deadline_s: int = 600
+    # a run's process refreshes its heartbeat this often; one silent for heartbeat_stale_s is gone
+    heartbeat_s: int = 10
+    heartbeat_stale_s: int = 120
+    # between two Airflow tasks no process holds a run; one left that way this long is abandoned
+    handover_timeout_s: int = 86_400
     # explicit S3 credentials (from an Airflow AWS connection); None: boto3's own chain (AWS_* variables, ...)
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
@@ -80,6 +89,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             where="environment",
             fix="use postgresql://user:password@host:5432/dbname, or unset it for the embedded database",
         )
+    _register_secrets(database_url, env.get("AWS_SECRET_ACCESS_KEY"))
     return Settings(
         home=home,
         database_url=database_url,
@@ -89,7 +99,27 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
         validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 1_000_000),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        publish_lock_timeout_ms=_int_env(env, "NIGHTSCORE_PUBLISH_LOCK_TIMEOUT_MS", 1_000),
+        publish_deadline_s=_int_env(env, "NIGHTSCORE_PUBLISH_DEADLINE_SECONDS", 600),
+        heartbeat_s=_int_env(env, "NIGHTSCORE_HEARTBEAT_SECONDS", 10),
+        heartbeat_stale_s=_int_env(env, "NIGHTSCORE_HEARTBEAT_STALE_SECONDS", 120),
+        handover_timeout_s=_int_env(env, "NIGHTSCORE_HANDOVER_TIMEOUT_SECONDS", 86_400),
     )
+
+
+def _register_secrets(database_url: str | None, *secrets: str | None) -> None:
+    """Mask the database password and the given secrets in every message from now on."""
+    from pipeline.errors import register_secret
+
+    if database_url:
+        try:
+            from sqlalchemy.engine import make_url
+
+            register_secret(make_url(database_url).password)
+        except Exception:  # an unparseable URL is reported where it is used
+            pass
+    for secret in secrets:
+        register_secret(secret)
 
 
 def settings_from_connections(base: Settings, postgres_uri: str | None, aws: dict[str, Any] | None) -> Settings:
@@ -110,4 +140,5 @@ def settings_from_connections(base: Settings, postgres_uri: str | None, aws: dic
             s3_secret_key=aws.get("password") or None,
             s3_region=extra.get("region_name") or None,
         )
+    _register_secrets(postgres_uri, (aws or {}).get("password"))
     return replace(base, **changes)

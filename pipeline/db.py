@@ -185,8 +185,37 @@ def migration_files() -> list[Path]:
 def migrate(eng: Engine) -> list[str]:
     """Apply every migration not yet applied, in order, each in its own transaction, under a lock.
 
-    Returns the names applied now. Safe to run concurrently and repeatedly.
+    Returns the names applied now. Safe to run concurrently and repeatedly. When every migration is
+    applied already it only reads ``schema_migrations`` (no lock, no DDL), so a login with the writer role
+    passes; one that would have to apply a migration it may not gets a clear error.
     """
+    pending = pending_migrations(eng)
+    if not pending:
+        return []
+    try:
+        return _apply_migrations(eng)
+    except sa.exc.ProgrammingError as exc:
+        if "permission denied" not in str(exc.orig) and "must be owner" not in str(exc.orig):
+            raise
+        raise ConfigError(
+            f"{len(pending)} migration(s) are not applied ({', '.join(p.name for p in pending)}) and this login may not apply them "
+            f"({str(exc.orig).strip().splitlines()[0]})",
+            where=safe_url(eng.url.render_as_string(hide_password=False)),
+            fix="run `nightscore init` once as the database owner (an admin login); the pipeline's own login needs only the "
+            "nightscore_writer role",
+        ) from None
+
+
+def pending_migrations(eng: Engine) -> list[Path]:
+    """The migration files not yet recorded in ``schema_migrations``."""
+    with eng.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('public.schema_migrations')")).scalar() is None:
+            return migration_files()
+        done = {r.version for r in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+    return [p for p in migration_files() if p.name[:3] not in done]
+
+
+def _apply_migrations(eng: Engine) -> list[str]:
     applied_now: list[str] = []
     with eng.connect() as conn:
         conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATIONS_LOCK_KEY})

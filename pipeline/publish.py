@@ -4,31 +4,33 @@ partition of ``predictions`` in one short transaction.
 ``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Publishing loads
 the day into ``nightscore_staging.<table>`` (no lock on ``predictions``; the table carries the partition's
 CHECK constraint from the start), adds the primary key there, then, in one transaction: takes the (job, ds)
-advisory lock, detaches the old partition of the day (if any), attaches the new table, and drops the old one.
-Readers see the old day or the new day, never a mix or an empty day. A failure anywhere leaves the published
-day as it was and drops the loaded table.
+writers' row lock and the tables' locks with a short timeout (retried with backoff until a deadline),
+detaches and drops the old partition of the day (if any), attaches the new table and marks the run
+published. The DDL runs in SECURITY DEFINER functions (``sql/migrations/008``), so the writer role needs no
+ownership of ``predictions``. Readers see the old day or the new day, never a mix or an empty day. A failure
+anywhere leaves the published day as it was and drops the loaded table (on a fresh connection).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from psycopg2 import sql as pgsql
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
-from pipeline import db
+from pipeline import db, failpoints
 from pipeline.config import SQL_DIR, Settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import NightscoreError, PublishTimeout
 from pipeline.storage import stream_parquet
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,6 @@ class Published:
 def leaf_name(job: str, ds: date) -> str:
     """The partition table of one (job, ds): ``<job>__<yyyymmdd>`` (the job cut to 50 characters)."""
     return f"{job[:50]}__{ds:%Y%m%d}"
-
-
-def _sql(name: str, **identifiers: Any) -> pgsql.Composable:
-    return pgsql.SQL((SQL_DIR / "queries" / f"{name}.sql").read_text()).format(**identifiers)
 
 
 def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
@@ -100,22 +98,21 @@ def load(settings: Settings, path: Path, table: str) -> int:
 
 
 def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_id: str) -> Published:
-    """Make the predictions file the published (job, ds) partition, atomically."""
+    """Make the predictions file the published (job, ds) partition, atomically, and mark the run published
+    in the same commit. Raises :class:`PublishTimeout` if other sessions hold the day's locks past the
+    deadline; the published day is then unchanged."""
     expected = pq.ParquetFile(predictions_path).metadata.num_rows
     # a fresh name per attempt: a retried task publishes again under the same run id, and the index
     # created here keeps its name once the table is a partition
-    name = f"load_{run_id.replace('-', '')[:12]}_{uuid.uuid4().hex[:12]}"
-    loading = pgsql.Identifier(STAGING_SCHEMA, name)
+    name = loading_table_name(run_id)
     leaf = leaf_name(job, ds)
-    tag = hashlib.sha1(name.encode()).hexdigest()[:10]
-    params = {"job": job, "ds": ds.isoformat(), "next_ds": (ds + timedelta(days=1)).isoformat(), "leaf": f"{PARTITIONS_SCHEMA}.{leaf}"}
+    params = {"name": name, "job": job, "ds": ds.isoformat(), "run_id": run_id, "leaf": leaf}
     eng = db.ready_engine(settings)
-    raw = eng.raw_connection()
     clock = [time.perf_counter()]
     try:
-        with closing(raw.cursor()) as cur:
-            cur.execute(_sql("create_loading_table", loading=loading, check_name=pgsql.Identifier(f"{name}_day")), params)
-        raw.commit()
+        with eng.begin() as conn:
+            conn.execute(sa.text("SELECT nightscore_create_loading_table(:name, :job, CAST(:ds AS date))"), params)
+        failpoints.reached("load")
         staged = load(settings, predictions_path, name)
         staged = staged if staged >= 0 else expected
         clock.append(time.perf_counter())
@@ -125,40 +122,16 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
                 where=f"{STAGING_SCHEMA}.{name}",
                 fix="rerun the day; the published data was left as it was",
             )
-        with closing(raw.cursor()) as cur:
-            cur.execute(_sql("seal_loading_table", loading=loading, index_name=pgsql.Identifier(f"{name}_pkey")))
-        raw.commit()
+        failpoints.reached("index")
+        with eng.begin() as conn:
+            conn.execute(sa.text("SELECT nightscore_seal_loading_table(:name)"), params)
         clock.append(time.perf_counter())
-        with closing(raw.cursor()) as cur:
-            cur.execute(_sql("lock_partition"), params)
-            row = cur.fetchone()
-            has_old = bool(row and row[1])
-            retired = f"retired_{tag}_{leaf}"[:63]
-            if has_old:
-                cur.execute(
-                    _sql("retire_partition", leaf=pgsql.Identifier(PARTITIONS_SCHEMA, leaf), retired_name=pgsql.Identifier(retired))
-                )
-            cur.execute(
-                _sql(
-                    "attach_partition",
-                    loading=loading,
-                    loading_name=pgsql.Identifier(name),
-                    leaf_name=pgsql.Identifier(leaf),
-                    leaf=pgsql.Identifier(PARTITIONS_SCHEMA, leaf),
-                ),
-                params,
-            )
-            if has_old:
-                cur.execute(pgsql.SQL("DROP TABLE {}").format(pgsql.Identifier(PARTITIONS_SCHEMA, retired)))
-        raw.commit()
+        _swap(settings, eng, {**params, "rows": staged})
         clock.append(time.perf_counter())
         t_load, t_seal, t_swap = (b - a for a, b in zip(clock, clock[1:], strict=False))
         log.info("published %s %s (%d rows): load %.2f s, index %.2f s, swap %.2f s", job, ds, staged, t_load, t_seal, t_swap)
     except BaseException as exc:
-        raw.rollback()
-        with closing(raw.cursor()) as cur:
-            cur.execute(pgsql.SQL("DROP TABLE IF EXISTS {}").format(loading))
-        raw.commit()
+        drop_loading_table(eng, name)
         if (
             isinstance(exc, Exception) and not isinstance(exc, NightscoreError) and "could not create unique index" in str(exc)
         ):  # duplicate key
@@ -168,6 +141,97 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
                 fix="the job's validation should refuse duplicate keys; check the entity_key in the job spec",
             ) from exc
         raise
-    finally:
-        raw.close()
     return Published(rows=staged, partition=f"{PARTITIONS_SCHEMA}.{leaf}")
+
+
+def loading_table_name(run_id: str) -> str:
+    """``load_<first 12 hex digits of the run id>_<12 random hex digits>``: the run that loads it is in the name."""
+    return f"load_{run_id.replace('-', '')[:12]}_{uuid.uuid4().hex[:12]}"
+
+
+def drop_loading_table(eng: Engine, name: str) -> None:
+    """Drop a loading table on a connection of its own (the failed one may be dead), never raising: what
+    cannot be dropped now is found by the next run's sweep (:mod:`pipeline.reap`)."""
+    try:
+        with eng.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(sa.text("SELECT nightscore_drop_loading_table(:name)"), {"name": name})
+    except Exception as exc:
+        log.warning("could not drop %s.%s (%s); the next run's sweep will", STAGING_SCHEMA, name, str(exc).strip().splitlines()[0])
+
+
+def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
+    """Take the day's locks, waiting at most ``publish_lock_timeout_ms`` each try, and swap the loaded table in.
+
+    While the swap waits for a lock, every new query on ``predictions`` queues behind it; so it never waits
+    long: after each timed-out try it lets them through, names the sessions in its way, backs off and tries
+    again until ``publish_deadline_s``. Returns whether an older copy of the day was replaced."""
+    from psycopg2 import errors as pgerrors
+
+    timeout_ms = settings.publish_lock_timeout_ms
+    deadline = time.monotonic() + settings.publish_deadline_s
+    pause, tries = 0.2, 0
+    while True:
+        tries += 1
+        raw = eng.raw_connection()
+        try:
+            with closing(raw.cursor()) as cur:
+                cur.execute(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+                cur.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")  # all the locks in one bound
+                try:
+                    cur.execute("SELECT nightscore_lock_partition(%(job)s, CAST(%(ds)s AS date))", params)
+                except (pgerrors.LockNotAvailable, pgerrors.QueryCanceled):
+                    raw.rollback()
+                    blockers = publish_blockers(eng, params["leaf"])
+                    waited = settings.publish_deadline_s - (deadline - time.monotonic())
+                    if time.monotonic() + pause > deadline:
+                        raise PublishTimeout(
+                            f"publish of {params['job']} {params['ds']} could not take its locks within {settings.publish_deadline_s} s "
+                            f"({tries} tries of {timeout_ms} ms); in the way: {blockers or 'sessions that have since finished'}",
+                            where="predictions",
+                            fix="end or shorten those transactions (set idle_in_transaction_session_timeout on application roles, "
+                            "README: Operations), or raise NIGHTSCORE_PUBLISH_DEADLINE_SECONDS; then rerun the day. "
+                            "The published day was left as it was",
+                        ) from None
+                    log.warning(
+                        "publish of %s %s: locks not free within %d ms (try %d, %.1f s so far); waiting for %s",
+                        params["job"],
+                        params["ds"],
+                        timeout_ms,
+                        tries,
+                        waited,
+                        blockers or "sessions that have since finished",
+                    )
+                    time.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                    continue
+                cur.execute("SET LOCAL statement_timeout TO DEFAULT")
+                cur.execute((SQL_DIR / "queries" / "publish_swap.sql").read_text(), params)
+                row = cur.fetchone()
+                failpoints.reached("swap")
+            raw.commit()
+            return bool(row and row[0])
+        except BaseException:
+            try:
+                raw.rollback()
+            except Exception:  # a dead connection: the server rolls the transaction back itself
+                pass
+            raise
+        finally:
+            raw.close()
+
+
+def publish_blockers(eng: Engine, leaf: str) -> str:
+    """The sessions holding the day's locks, as one line: pid, user, state, transaction age."""
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(db.query("publish_blockers"), {"leaf": leaf}).all()
+    except Exception as exc:
+        return f"(could not list them: {str(exc).strip().splitlines()[0]})"
+    return "; ".join(
+        f"pid {r.pid} (user {r.usename}, {r.state or 'state hidden'}"
+        + (f", transaction open {r.xact_seconds} s" if r.xact_seconds is not None else "")
+        + (f", application {r.application_name!r}" if r.application_name else "")
+        + ")"
+        for r in rows
+    )

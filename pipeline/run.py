@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pipeline
-from pipeline import db, registry, runs
+from pipeline import db, failpoints, registry, runs
 from pipeline.config import Settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import Interrupted, explain
 from pipeline.jobs import JobSpec, load_job
 from pipeline.storage import ArtifactStore, open_store, run_prefix, stream_parquet
 
@@ -90,29 +90,90 @@ class _Ctx:
 
 @contextmanager
 def _stage(settings: Settings, state: RunState, name: str, started: float | None = None) -> Iterator[_Ctx]:
-    """One stage of the run: its seconds recorded (from ``started`` when the work began earlier), and on
-    failure the run marked failed, its manifest written and its work folder removed."""
-    ctx = _Ctx(settings, state)
-    runs.update(ctx.eng, state.run_id, status="running", error=None)
+    """One stage of the run, worked on by this process (owner and heartbeat in the ledger): its seconds
+    recorded (from ``started`` when the work began earlier), and on failure the run marked failed (or
+    interrupted), its manifest written and its work folder removed. Any error leaves as a
+    :class:`NightscoreError` paragraph, the original exception as its cause."""
     t0 = time.perf_counter() if started is None else started
+    ctx: _Ctx | None = None
     try:
-        yield ctx
+        ctx = _Ctx(settings, state)
+        with runs.owned(ctx.eng, state.run_id, name, every=settings.heartbeat_s):
+            failpoints.reached(name)
+            yield ctx
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, NightscoreError) else f"{name} failed: {type(exc).__name__}: {exc}"
-        log.info("run %s (%s %s) failed in %s: %s", state.run_id, state.job, state.ds, name, message)
-        try:
-            runs.finish(ctx.eng, state.run_id, "failed", error=f"[{name}] {message}")
-            _write_manifest(ctx, status="failed", error=message)
-        except Exception:  # the original error matters more than a failed bookkeeping write
-            log.exception("could not record the failure of run %s", state.run_id)
-        shutil.rmtree(ctx.workdir, ignore_errors=True)
+        error = _record_failure(settings, state, name, exc, ctx)
+        if error is not exc:
+            raise error from exc
         raise
     finally:
         state.seconds[name] = round(time.perf_counter() - t0, 4)
+        if ctx is not None:
+            try:
+                runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
+            except Exception as exc:
+                log.warning("run %s: stage timing not recorded (%s)", state.run_id, str(exc).splitlines()[0])
+
+
+def _interrupted(exc: BaseException) -> bool:
+    return isinstance(exc, KeyboardInterrupt | Interrupted) or type(exc).__name__ == "AirflowTaskTerminated"
+
+
+def _record_failure(settings: Settings, state: RunState, name: str, exc: BaseException, ctx: _Ctx | None) -> BaseException:
+    """Record the failure of stage ``name`` once (ledger, manifest, work folder); return what to raise.
+
+    A run whose swap committed stays ``published``: the error is recorded beside it. Everything here works
+    on fresh connections and never masks ``exc``: what it cannot record, the reaper records later."""
+    if getattr(exc, "_nightscore_recorded", False):
+        return exc
+    error: BaseException = exc if _interrupted(exc) else explain(exc, stage=name, where=f"job {state.job}, ds {state.ds}")
+    message = str(error) if not _interrupted(exc) else f"{exc}; the published data was left as it was"
+    log.info("run %s (%s %s) ended in %s: %s", state.run_id, state.job, state.ds, name, message)
+    try:
+        eng = ctx.eng if ctx is not None else db.engine(settings)
+        if runs.status(eng, state.run_id) in ("published", "succeeded"):
+            runs.finish(eng, state.run_id, "published", error=f"[{name}] {message}", stage=name)
+            status = "published"
+        else:
+            status = "interrupted" if _interrupted(exc) else "failed"
+            runs.finish(eng, state.run_id, status, error=f"[{name}] {message}", stage=name)
+        _write_manifest(settings, state, eng, status=status, error=message)
+    except Exception as rec_exc:  # the original error matters more than a failed bookkeeping write
+        log.warning("run %s: its failure was not recorded (%s); `nightscore runs --reap` will", state.run_id, str(rec_exc).splitlines()[0])
+    shutil.rmtree(settings.home / "work" / state.run_id, ignore_errors=True)
+    for e in {id(exc): exc, id(error): error}.values():
         try:
-            runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
-        except Exception:
-            log.exception("could not record stage timing")
+            e._nightscore_recorded = True  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+    return error
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM (what Airflow, systemd and Kubernetes send) and SIGINT raise :class:`Interrupted` in the main
+    thread, so the run in progress records itself ``interrupted`` and cleans up; a second signal during that
+    clean-up is ignored. Outside the main thread this does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def begin(
@@ -128,6 +189,7 @@ def begin(
     spec = load_job(settings.jobs_dir, job)
     eng = db.ready_engine(settings)
     store = open_store(settings)
+    _reap_quietly(settings, eng)
     run_id = str(uuid.uuid4())
     state = RunState(run_id, job, ds.isoformat(), run_prefix(job, ds.isoformat(), run_id), dry_run, model_version, airflow_run_id)
     runs.start(eng, run_id, job, ds, dry_run=dry_run, airflow_run_id=airflow_run_id, artifacts_uri=store.uri(state.prefix))
@@ -136,6 +198,16 @@ def begin(
         state.model_name, state.model_version, state.model_sha256 = mv.name, mv.version, mv.sha256
         runs.update(ctx.eng, run_id, model_name=mv.name, model_version=mv.version, model_sha256=mv.sha256)
     return state
+
+
+def _reap_quietly(settings: Settings, eng: Any) -> None:
+    """Reap dead runs before starting one; a problem here must not stop the new run."""
+    from pipeline.reap import reap
+
+    try:
+        reap(settings, eng)
+    except Exception as exc:
+        log.warning("could not reap abandoned runs (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def extract_step(settings: Settings, state: RunState) -> RunState:
@@ -339,9 +411,10 @@ def publish_step(settings: Settings, state: RunState) -> RunState:
             log.info("dry run: %s rows scored for %s %s, nothing published", state.counts.get("scored"), state.job, state.ds)
         else:
             with ctx.store.local_path(ctx.store.key(state.predictions_uri)) as path:
-                pub = publish(settings, state.job, state.day, path, state.run_id)
+                pub = publish(settings, state.job, state.day, path, state.run_id)  # marks the run published
             state.counts["published"] = pub.rows
-        runs.update(ctx.eng, state.run_id, rows_published=state.counts["published"])
+            return state
+        runs.update(ctx.eng, state.run_id, rows_published=0)
     return state
 
 
@@ -351,18 +424,38 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
 
     with _stage(settings, state, "monitor") as ctx:
         assert state.predictions_uri
-        with ctx.store.local_path(ctx.store.key(state.predictions_uri)) as path:
-            state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, path)
-        state.manifest_uri = _write_manifest(ctx, status="succeeded")
-        runs.finish(ctx.eng, state.run_id, "succeeded", drift=state.drift, manifest_uri=state.manifest_uri)
+
+        def monitor_and_record() -> None:
+            with ctx.store.local_path(ctx.store.key(state.predictions_uri or "")) as path:
+                state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, path)
+            state.manifest_uri = _write_manifest(settings, state, ctx.eng, status="succeeded")
+            runs.finish(ctx.eng, state.run_id, "succeeded", drift=state.drift, manifest_uri=state.manifest_uri, error=None)
+
+        _retrying(monitor_and_record, f"run {state.run_id}: monitor and manifest")
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return state
 
 
-def _write_manifest(ctx: _Ctx, *, status: str, error: str | None = None) -> str:
+def _retrying(fn: Any, what: str, attempts: int = 3, pause: float = 1.0) -> None:
+    """``fn()``, tried again after a pause when the artifact store or the database failed (they come back)."""
+    from pipeline.errors import DatabaseUnavailable, StorageError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            fn()
+            return
+        except Exception as exc:
+            error = explain(exc)
+            if attempt == attempts or not isinstance(error, StorageError | DatabaseUnavailable):
+                raise
+            log.warning("%s failed (try %d of %d), trying again in %.0f s: %s", what, attempt, attempts, pause, error)
+            time.sleep(pause)
+            pause *= 2
+
+
+def _write_manifest(settings: Settings, s: RunState, eng: Any, *, status: str, error: str | None = None) -> str:
     import xgboost
 
-    s = ctx.state
     manifest = {
         "job": s.job,
         "ds": s.ds,
@@ -382,8 +475,8 @@ def _write_manifest(ctx: _Ctx, *, status: str, error: str | None = None) -> str:
         "versions": {"nightscore": pipeline.__version__, "xgboost": xgboost.__version__, "python": platform.python_version()},
         "written_at": datetime.now(UTC).isoformat(),
     }
-    uri = ctx.store.put_bytes(f"{s.prefix}/manifest.json", json.dumps(manifest, indent=2, default=str).encode())
-    runs.update(ctx.eng, s.run_id, manifest_uri=uri)
+    uri = open_store(settings).put_bytes(f"{s.prefix}/manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    runs.update(eng, s.run_id, manifest_uri=uri)
     return uri
 
 
@@ -400,13 +493,20 @@ def score_partition(
 
     Extract and validation run in one pass, and scoring starts while validation finishes
     (:func:`extract_validate_step`); the Airflow DAG runs the same steps one task each."""
-    with _no_full_collections():
+    with _no_full_collections(), interruptible():
         state = begin(settings, job, ds, model_version=model_version, dry_run=dry_run, airflow_run_id=airflow_run_id)
-        state = extract_validate_step(settings, state, score_meanwhile=True)
-        if state.predictions_uri is None:
-            state = score_step(settings, state)
-        for step in (publish_step, finish_step):
-            state = step(settings, state)
+        try:
+            with runs.owned(db.engine(settings), state.run_id, "extract", every=settings.heartbeat_s):
+                state = extract_validate_step(settings, state, score_meanwhile=True)
+                if state.predictions_uri is None:
+                    state = score_step(settings, state)
+                for step in (publish_step, finish_step):
+                    state = step(settings, state)
+        except BaseException as exc:  # between stages (a signal, a lost connection): record it all the same
+            error = _record_failure(settings, state, "run", exc, None)
+            if error is not exc:
+                raise error from exc
+            raise
     return state
 
 

@@ -1,8 +1,19 @@
-"""Run records: one ``scoring_runs`` row per attempt, failed ones included."""
+"""Run records: one ``scoring_runs`` row per attempt, failed and killed ones included.
+
+Each row names the process working on the run (host, pid, Airflow task and try) and carries a heartbeat
+that a thread refreshes while the process works (:func:`owned`). :mod:`pipeline.reap` marks a run whose
+process is gone as abandoned.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -11,6 +22,22 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
 from pipeline import db
+from pipeline.errors import NightscoreError
+
+log = logging.getLogger(__name__)
+
+_TASK: dict[str, Any] = {"task": None, "try": None}
+
+
+def set_task(task: str | None, try_number: int | None) -> None:
+    """Name the Airflow task instance (and try) this process works for; recorded as the runs' owner."""
+    _TASK["task"], _TASK["try"] = task, try_number
+
+
+def owner() -> dict[str, Any]:
+    """Who is working: this host and process, and the Airflow task instance if any."""
+    return {"owner_host": socket.gethostname(), "owner_pid": os.getpid(), "owner_task": _TASK["task"], "owner_try": _TASK["try"]}
+
 
 _RUNS = sa.table(
     "scoring_runs",
@@ -35,6 +62,7 @@ _RUNS = sa.table(
             "drift",
             "error",
             "finished_at",
+            "stage",
         )
     ),
 )
@@ -45,8 +73,68 @@ def start(eng: Engine, run_id: str, job: str, ds: date, *, dry_run: bool, airflo
     with eng.begin() as conn:
         conn.execute(
             db.query("insert_run"),
-            {"run_id": run_id, "job": job, "ds": ds, "dry_run": dry_run, "airflow_run_id": airflow_run_id, "artifacts_uri": artifacts_uri},
+            {
+                "run_id": run_id,
+                "job": job,
+                "ds": ds,
+                "dry_run": dry_run,
+                "airflow_run_id": airflow_run_id,
+                "artifacts_uri": artifacts_uri,
+                **owner(),
+            },
         )
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, eng: Engine, run_id: str, every: float) -> None:
+        super().__init__(name=f"nightscore-heartbeat-{run_id[:8]}", daemon=True)
+        self.eng, self.run_id, self.every, self.stopped = eng, run_id, every, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                with self.eng.begin() as conn:
+                    conn.execute(db.query("heartbeat_run"), {"run_id": self.run_id, **_who_keys()})
+            except Exception as exc:  # the run itself will meet the problem and say so
+                log.warning("run %s: heartbeat not recorded (%s)", self.run_id, str(exc).splitlines()[0])
+
+
+def _who_keys() -> dict[str, Any]:
+    o = owner()
+    return {"owner_host": o["owner_host"], "owner_pid": o["owner_pid"]}
+
+
+_OWNED: dict[str, _Heartbeat] = {}
+
+
+@contextmanager
+def owned(eng: Engine, run_id: str, stage: str, every: float = 10.0) -> Iterator[str]:
+    """This process works on ``run_id`` (in ``stage``): the row names it, a thread keeps its heartbeat.
+
+    Nested use (a stage inside a whole run) only records the stage. In an Airflow task (:func:`set_task`)
+    the outermost use releases the run at the end: the next task, in another process, takes it up, and
+    meanwhile no process is named. Elsewhere the process stays named, so that if it dies before the run
+    is finished the reaper knows at once. Yields the run's status at the claim."""
+    with eng.begin() as conn:
+        status = conn.execute(db.query("claim_run"), {"run_id": run_id, "stage": stage, **owner()}).scalar()
+    if status is None:
+        raise NightscoreError(f"run {run_id} has no scoring_runs row", where="scoring_runs", fix="start the run again")
+    if run_id in _OWNED:
+        yield status
+        return
+    beat = _OWNED[run_id] = _Heartbeat(eng, run_id, every)
+    beat.start()
+    try:
+        yield status
+    finally:
+        beat.stopped.set()
+        del _OWNED[run_id]
+        if _TASK["task"] is not None:
+            try:
+                with eng.begin() as conn:
+                    conn.execute(db.query("release_run"), {"run_id": run_id, **_who_keys()})
+            except Exception as exc:
+                log.warning("run %s: could not release it (%s); the reaper will", run_id, str(exc).splitlines()[0])
 
 
 def update(eng: Engine, run_id: str, **fields: Any) -> None:
@@ -73,9 +161,34 @@ def finish(eng: Engine, run_id: str, status: str, **fields: Any) -> None:
     update(eng, run_id, status=status, finished_at=sa.func.now(), **fields)
 
 
+def status(eng: Engine, run_id: str) -> str | None:
+    with eng.connect() as conn:
+        return conn.execute(sa.text("SELECT status FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).scalar()
+
+
 def get(eng: Engine, run_id: str) -> dict[str, Any] | None:
     row = db.fetch_one(eng, "get_run", run_id=run_id)
     return dict(row._mapping) if row else None
+
+
+def find(eng: Engine, prefix: str) -> str:
+    """The full id of the run whose id starts with ``prefix`` (at least 4 characters of it)."""
+    import re
+
+    cleaned = prefix.strip().lower()
+    if not re.fullmatch(r"[0-9a-f-]{4,36}", cleaned):
+        raise NightscoreError(
+            f"{prefix!r} is not a run id or the start of one",
+            where="--show",
+            fix="give 4 or more characters of an id from `nightscore runs`",
+        )
+    with eng.connect() as conn:
+        found = [str(r.run_id) for r in conn.execute(db.query("find_runs"), {"prefix": cleaned})]
+    if not found:
+        raise NightscoreError(f"no run id starts with {cleaned!r}", where="scoring_runs", fix="list runs with `nightscore runs`")
+    if len(found) > 1:
+        raise NightscoreError(f"more than one run id starts with {cleaned!r}", where="scoring_runs", fix="give more characters of the id")
+    return found[0]
 
 
 def recent(eng: Engine, job: str | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, NightscoreError
+from pipeline.errors import ConfigError, NightscoreError, StorageError
 
 
 class S3Store:
@@ -77,7 +77,7 @@ class S3Store:
         return full.removeprefix(f"{self.prefix}/") if self.prefix else full
 
     def _fail(self, action: str, key: str, exc: Exception) -> NightscoreError:
-        return NightscoreError(
+        return StorageError(
             f"S3 {action} of {self.uri(key)} failed: {exc}",
             where=self.endpoint_url or "AWS S3",
             fix="check the bucket exists, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and AWS_ENDPOINT_URL",

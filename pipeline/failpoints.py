@@ -1,0 +1,25 @@
+"""Named pause points for the fault-injection tests (``tests/faults/``), off unless asked for.
+
+With ``NIGHTSCORE_FAILPOINT=<name>`` and ``NIGHTSCORE_FAILPOINT_FILE=<path>`` set, the run writes its pid
+to ``<path>`` when it reaches the point ``<name>`` and waits there (at most 5 minutes) until ``<path>.go``
+exists. The test meanwhile kills the process, stops the server or takes the S3 endpoint away, at a moment
+it knows. The points: ``extract``, ``validate``, ``score``, ``load``, ``index``, ``swap`` (inside the swap's
+transaction, its locks held), ``monitor``. Without the variables a point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def reached(name: str) -> None:
+    if os.environ.get("NIGHTSCORE_FAILPOINT") != name:
+        return
+    marker = Path(os.environ["NIGHTSCORE_FAILPOINT_FILE"])
+    go = Path(f"{marker}.go")
+    marker.write_text(str(os.getpid()))
+    deadline = time.monotonic() + 300
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
