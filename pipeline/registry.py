@@ -67,28 +67,35 @@ def register(
 ) -> ModelVersion:
     """Store a new version of ``name`` (next number) and record it. The model bytes must be UBJSON."""
     sha = hashlib.sha256(model_bytes).hexdigest()
-    with eng.begin() as conn:
-        # one registration per model at a time, so version numbers never collide
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('nightscore.registry'), hashtext(:n))"), {"n": name})
-        version = conn.execute(db.query("next_model_version"), {"name": name}).scalar_one()
-        prefix = model_prefix(name, version)
-        uri = store.put_bytes(f"{prefix}/model.ubj", model_bytes)
-        full_manifest = {**manifest, "model_name": name, "version": version, "sha256": sha, "artifact_uri": uri}
-        store.put_bytes(f"{prefix}/manifest.json", json.dumps(full_manifest, indent=2, default=str).encode())
-        conn.execute(
-            db.query("insert_model_version"),
-            {
-                "name": name,
-                "version": version,
-                "uri": uri,
-                "sha": sha,
-                "features": json.dumps(manifest["features"]),
-                "metrics": json.dumps(manifest["metrics"]),
-                "window": json.dumps(manifest["training_window"], default=str),
-                "xgb": manifest["xgboost_version"],
-                "by": by or _who(),
-            },
-        )
+    for attempt in range(10):
+        try:
+            with eng.begin() as conn:
+                # the row claims the version number first (its primary key): a concurrent registration of the
+                # same model waits for this transaction, then fails and takes the next number, so it never
+                # writes over this version's files. No advisory lock, which any role could take and hold.
+                version = conn.execute(db.query("next_model_version"), {"name": name}).scalar_one()
+                prefix = model_prefix(name, version)
+                conn.execute(
+                    db.query("insert_model_version"),
+                    {
+                        "name": name,
+                        "version": version,
+                        "uri": store.uri(f"{prefix}/model.ubj"),
+                        "sha": sha,
+                        "features": json.dumps(manifest["features"]),
+                        "metrics": json.dumps(manifest["metrics"]),
+                        "window": json.dumps(manifest["training_window"], default=str),
+                        "xgb": manifest["xgboost_version"],
+                        "by": by or _who(),
+                    },
+                )
+                uri = store.put_bytes(f"{prefix}/model.ubj", model_bytes)
+                full_manifest = {**manifest, "model_name": name, "version": version, "sha256": sha, "artifact_uri": uri}
+                store.put_bytes(f"{prefix}/manifest.json", json.dumps(full_manifest, indent=2, default=str).encode())
+            break
+        except sa.exc.IntegrityError:
+            if attempt == 9:
+                raise
     return get_version(eng, name, version)
 
 

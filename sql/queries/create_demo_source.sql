@@ -15,3 +15,14 @@ CREATE TABLE IF NOT EXISTS demo.customer_activity (
     churned                boolean          NOT NULL,
     PRIMARY KEY (ds, customer_id)
 );
+-- the pipeline's writer role reads the source (as it would any job's source tables)
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'nightscore_writer') THEN
+        GRANT USAGE ON SCHEMA demo TO nightscore_writer;
+        GRANT SELECT ON demo.customer_activity TO nightscore_writer;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'nightscore: SELECT on demo.customer_activity not granted to nightscore_writer (%)', SQLERRM;
+END
+$$;
