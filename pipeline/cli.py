@@ -54,6 +54,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        # a connection that died is reported once, in the error paragraph, not as the pool's traceback
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
         try:
             return fn(*args, **kwargs)
         except (Interrupted, KeyboardInterrupt) as exc:

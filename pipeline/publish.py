@@ -215,7 +215,7 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
             try:
                 raw.rollback()
             except Exception:  # a dead connection: the server rolls the transaction back itself
-                pass
+                raw.invalidate()  # and the pool must not try to reset it
             raise
         finally:
             raw.close()

@@ -85,9 +85,13 @@ class Run:
 def assert_one_paragraph(stderr: str, *words: str) -> None:
     """The error a user reads: one paragraph (no traceback), naming what, where and how to fix it."""
     assert "Traceback" not in stderr, stderr
-    blocks = [b for b in stderr.strip().split("\n\n") if b.strip()]
-    last = " ".join(blocks[-1].split()) if blocks else ""
-    assert last, "no error message at all"
+    # log lines (WARNING ...) may come first; the message is the last thing printed, and one paragraph
+    lines = stderr.strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(("error:", "interrupted by"))]
+    assert starts, f"no error message at all: {stderr}"
+    paragraph = lines[starts[-1] :]
+    assert all(line.strip() for line in paragraph), f"more than one paragraph: {paragraph}"
+    last = " ".join(" ".join(paragraph).split())
     assert last.startswith(("error:", "interrupted by")), stderr
     if last.startswith("error:"):
         assert "Fix:" in last, last
@@ -134,9 +138,7 @@ def assert_promises(s: Settings, holder: str) -> None:
         running = conn.execute(sa.text("SELECT run_id, status, stage FROM scoring_runs WHERE status = 'running'")).all()
         # a run whose rows are not in the table never says published for this day after it
         wrong = conn.execute(
-            sa.text(
-                "SELECT run_id FROM scoring_runs WHERE job = :j AND ds = :d AND published_at > :t AND run_id <> CAST(:h AS uuid)"
-            ),
+            sa.text("SELECT run_id FROM scoring_runs WHERE job = :j AND ds = :d AND published_at > :t AND run_id <> CAST(:h AS uuid)"),
             {"j": JOB, "d": DAY, "t": rec["published_at"], "h": holder},
         ).all()
     assert not running, running
@@ -178,16 +180,18 @@ class OwnServer:
         cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), *args]
         if os.geteuid() == 0:  # pgserver runs the server as its own user when started by root
             cmd = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in cmd)]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        # the server inherits pg_ctl's output: a pipe would never close, so it goes to a file
+        with open(self.data.parent / "pg_ctl.out", "ab") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL, timeout=120)
 
     def stop_immediately(self) -> None:
         self._pg_ctl("-m", "immediate", "-w", "stop")
 
     def start(self) -> None:
-        self._pg_ctl("-w", "restart")  # with the options it last ran with (postmaster.opts)
+        self._pg_ctl("-w", "-l", str(self.data / "restart.log"), "restart")  # with the options it last ran with (postmaster.opts)
 
     def restart(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "restart")
+        self._pg_ctl("-m", "fast", "-w", "-l", str(self.data / "restart.log"), "restart")
 
 
 @pytest.fixture(scope="session")
