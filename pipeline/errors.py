@@ -117,8 +117,9 @@ def explain(exc: BaseException, *, stage: str | None = None, where: str | None =
                 where=where or "the database",
                 fix="rerun with --debug (or read the task log) for the statement; if the schema was changed by hand, run `nightscore init`",
             )
+        never = any(w in line.lower() for w in ("failed to connect", "could not connect", "connection refused", "no such file"))
         return DatabaseUnavailable(
-            f"lost the connection to PostgreSQL{during} ({line})",
+            f"{'cannot connect to' if never else 'lost the connection to'} PostgreSQL{during} ({line})",
             where=where or "the database",
             fix="check that the server is up (pg_isready) and reachable, then rerun; the published data was left as it was",
         )

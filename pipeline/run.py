@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pipeline
 from pipeline import db, failpoints, registry, runs
 from pipeline.config import Settings
-from pipeline.errors import Interrupted, explain
+from pipeline.errors import Interrupted, NightscoreError, explain
 from pipeline.jobs import JobSpec, load_job
 from pipeline.storage import ArtifactStore, open_store, run_prefix, stream_parquet
 
@@ -129,17 +129,26 @@ def _record_failure(settings: Settings, state: RunState, name: str, exc: BaseExc
     error: BaseException = exc if _interrupted(exc) else explain(exc, stage=name, where=f"job {state.job}, ds {state.ds}")
     message = str(error) if not _interrupted(exc) else f"{exc}; the published data was left as it was"
     log.info("run %s (%s %s) ended in %s: %s", state.run_id, state.job, state.ds, name, message)
+    status = "interrupted" if _interrupted(exc) else "failed"
     try:
         eng = ctx.eng if ctx is not None else db.engine(settings)
         if runs.status(eng, state.run_id) in ("published", "succeeded"):
-            runs.finish(eng, state.run_id, "published", error=f"[{name}] {message}", stage=name)
-            status = "published"
-        else:
-            status = "interrupted" if _interrupted(exc) else "failed"
-            runs.finish(eng, state.run_id, status, error=f"[{name}] {message}", stage=name)
-        _write_manifest(settings, state, eng, status=status, error=message)
+            status = "published"  # the swap committed: the run's rows are the day's, whatever failed after
+            if isinstance(error, NightscoreError):
+                error = type(error)(
+                    f"{state.job} {state.ds} was published by run {state.run_id}, but then {error.what.rstrip('.')}",
+                    where=error.where,
+                    fix=f"{error.fix or 'see the error'}; the published predictions are complete and stay as they are",
+                )
+                message = str(error)
+        runs.finish(eng, state.run_id, status, error=f"[{name}] {message}", stage=name)
     except Exception as rec_exc:  # the original error matters more than a failed bookkeeping write
         log.warning("run %s: its failure was not recorded (%s); `nightscore runs --reap` will", state.run_id, str(rec_exc).splitlines()[0])
+    else:
+        try:
+            _write_manifest(settings, state, eng, status=status, error=message)
+        except Exception as man_exc:  # the store may be what failed; the ledger has it all
+            log.warning("run %s: its manifest was not written (%s)", state.run_id, str(man_exc).splitlines()[0])
     shutil.rmtree(settings.home / "work" / state.run_id, ignore_errors=True)
     for e in {id(exc): exc, id(error): error}.values():
         try:

@@ -80,7 +80,8 @@ class S3Store:
         return StorageError(
             f"S3 {action} of {self.uri(key)} failed: {exc}",
             where=self.endpoint_url or "AWS S3",
-            fix="check the bucket exists, the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and AWS_ENDPOINT_URL",
+            fix="check that the endpoint is up and AWS_ENDPOINT_URL names it, that the bucket exists, and the credentials "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); then rerun",
         )
 
     def ensure_bucket(self) -> None:

@@ -43,7 +43,9 @@ BEGIN
     EXECUTE format('ALTER TABLE nightscore_staging.%I ADD CONSTRAINT %I CHECK (job = %L AND ds = %L::date)',
                    p_name, p_name || '_day', p_job, p_ds);
     EXECUTE format('COMMENT ON TABLE nightscore_staging.%I IS %L', p_name, 'nightscore loading table, created ' || now());
-    EXECUTE format('GRANT SELECT, INSERT ON nightscore_staging.%I TO %I', p_name, session_user);
+    IF session_user <> current_user THEN  -- the login that loads it (the owner has every right already)
+        EXECUTE format('GRANT SELECT, INSERT ON nightscore_staging.%I TO %I', p_name, session_user);
+    END IF;
 END
 $$;
 
@@ -110,6 +112,9 @@ BEGIN
     EXECUTE format('ALTER TABLE nightscore_partitions.%I RENAME TO %I', p_name, leaf);
     EXECUTE format('ALTER TABLE public.predictions ATTACH PARTITION nightscore_partitions.%I FOR VALUES FROM (%L, %L) TO (%L, %L)',
                    leaf, p_job, p_ds, p_job, p_ds + 1);
+    IF session_user <> current_user THEN  -- the loading login's grant ends with the load
+        EXECUTE format('REVOKE ALL ON nightscore_partitions.%I FROM %I', leaf, session_user);
+    END IF;
     UPDATE public.scoring_runs
        SET status = 'published', published_at = now(), rows_published = p_rows, error = NULL
      WHERE run_id = p_run_id;

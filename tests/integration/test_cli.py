@@ -74,3 +74,55 @@ def test_invalid_job_spec(settings, tmp_path):
     res = runner.invoke(app, ["score", "--job", "broken", "--ds", "2026-03-15"], env=_env(settings, NIGHTSCORE_JOBS_DIR=str(jobs)))
     assert res.exit_code == 1
     assert "invalid job spec" in res.output and "broken.yml" in res.output and "field 'source'" in res.output
+
+
+def _paragraph(res) -> str:
+    """The error as printed: one paragraph, what / where / fix, no traceback."""
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and "Fix:" in res.output, res.output
+    return " ".join(res.output.split())
+
+
+def test_model_file_that_is_not_xgboost(local_settings):
+    """A registered version whose bytes (checksum and all) are not an XGBoost model: a ModelError paragraph."""
+    from pipeline import db, registry
+    from pipeline.storage import open_store
+
+    eng = db.engine(local_settings)
+    v1 = registry.get_version(eng, "churn_xgb", 1)
+    manifest = {"features": v1.features, "metrics": v1.metrics, "training_window": v1.training_window, "xgboost_version": "3"}
+    bad = registry.register(eng, open_store(local_settings), "churn_xgb", b"PK\x03\x04 this is a zip, not a model", manifest)
+    res = runner.invoke(
+        app, ["score", "--job", "churn", "--ds", DAY.isoformat(), "--model-version", str(bad.version)], env=_env(local_settings)
+    )
+    text = _paragraph(res)
+    assert "XGBoost could not use the model" in text and "during score" in text
+
+
+def test_runs_show_takes_a_prefix_and_refuses_bad_ids(local_settings):
+    from pipeline.run import score_partition
+
+    run_id = score_partition(local_settings, "churn", DAY).run_id
+    res = runner.invoke(app, ["runs", "--show", run_id[:8]], env=_env(local_settings))
+    assert res.exit_code == 0 and run_id in res.output, res.output
+    for bad, words in (("f52", "is not a run id"), ("not-an-id!", "is not a run id"), ("ffffffff", "no run id starts with")):
+        assert words in _paragraph(runner.invoke(app, ["runs", "--show", bad], env=_env(local_settings)))
+
+
+def test_train_with_the_database_down(tmp_path):
+    from pipeline.config import PROJECT_ROOT, Settings
+
+    s = Settings(
+        tmp_path, "postgresql://nightscore:pw-9x7@127.0.0.1:1/nightscore", str(tmp_path / "a"), PROJECT_ROOT / "dags" / "jobs", 1, 1000
+    )
+    text = _paragraph(runner.invoke(app, ["train", "--job", "churn"], env=_env(s)))
+    assert "cannot connect to PostgreSQL" in text and "pw-9x7" not in text
+
+
+def test_quickstart_never_prints_the_password(empty_settings):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(empty_settings.database_url).set(password="pw-Secret-42").render_as_string(hide_password=False)
+    res = runner.invoke(app, ["quickstart", "--customers", "400"], env=_env(empty_settings.with_overrides(database_url=url)))
+    assert res.exit_code == 0, res.output
+    assert "pw-Secret-42" not in res.output and "psql 'postgresql://postgres:***@" in res.output
