@@ -31,14 +31,23 @@ CREATE TABLE IF NOT EXISTS publish_locks (
     PRIMARY KEY (job, ds)
 );
 
+-- Loading tables are named load_<12 hex digits of the run id>_<12 random hex digits>; nothing else may be
+-- created, sealed, dropped or swapped in through these functions.
+CREATE OR REPLACE FUNCTION nightscore_check_loading_name(p_name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_name !~ '^load_[0-9a-f]{12}_[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION 'nightscore: % is not a loading table name', p_name;
+    END IF;
+END
+$$;
+
 -- A table shaped like predictions, in nightscore_staging, to bulk-load one day into. It carries the day's
 -- CHECK (so ATTACH skips its scan) and its creation time (so a sweep can tell its age).
 CREATE OR REPLACE FUNCTION nightscore_create_loading_table(p_name text, p_job text, p_ds date) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_name !~ '^load_[0-9a-f]{12}_[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION 'nightscore: % is not a loading table name', p_name;
-    END IF;
+    PERFORM public.nightscore_check_loading_name(p_name);
     EXECUTE format('CREATE TABLE nightscore_staging.%I (LIKE public.predictions INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
     EXECUTE format('ALTER TABLE nightscore_staging.%I ADD CONSTRAINT %I CHECK (job = %L AND ds = %L::date)',
                    p_name, p_name || '_day', p_job, p_ds);
@@ -53,9 +62,7 @@ $$;
 CREATE OR REPLACE FUNCTION nightscore_seal_loading_table(p_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_name !~ '^load_[0-9a-f]{12}_[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION 'nightscore: % is not a loading table name', p_name;
-    END IF;
+    PERFORM public.nightscore_check_loading_name(p_name);
     EXECUTE format('ALTER TABLE nightscore_staging.%I ADD CONSTRAINT %I PRIMARY KEY (entity_id, job, ds)', p_name, p_name || '_pkey');
 END
 $$;
@@ -63,9 +70,7 @@ $$;
 CREATE OR REPLACE FUNCTION nightscore_drop_loading_table(p_name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_name !~ '^load_[0-9a-f]{12}_[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION 'nightscore: % is not a loading table name', p_name;
-    END IF;
+    PERFORM public.nightscore_check_loading_name(p_name);
     EXECUTE format('DROP TABLE IF EXISTS nightscore_staging.%I', p_name);
 END
 $$;
@@ -100,9 +105,7 @@ DECLARE
     leaf text := left(p_job, 50) || '__' || to_char(p_ds, 'YYYYMMDD');
     has_old boolean;
 BEGIN
-    IF p_name !~ '^load_[0-9a-f]{12}_[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION 'nightscore: % is not a loading table name', p_name;
-    END IF;
+    PERFORM public.nightscore_check_loading_name(p_name);
     has_old := to_regclass(format('nightscore_partitions.%I', leaf)) IS NOT NULL;
     IF has_old THEN
         EXECUTE format('ALTER TABLE public.predictions DETACH PARTITION nightscore_partitions.%I', leaf);
@@ -142,7 +145,11 @@ BEGIN
         CREATE ROLE nightscore_writer NOLOGIN;
     END IF;
 
-    -- the owner owns the nightscore schemas, tables, views, sequences and functions
+    -- the owner owns the nightscore schemas, tables, views, sequences and functions; handing an object to it
+    -- takes membership (a CREATEROLE login holds ADMIN OPTION on the roles it created, and may take it)
+    IF NOT pg_has_role(current_user, 'nightscore_owner', 'MEMBER') THEN
+        EXECUTE format('GRANT nightscore_owner TO %I', current_user);
+    END IF;
     ALTER SCHEMA nightscore_staging OWNER TO nightscore_owner;
     ALTER SCHEMA nightscore_partitions OWNER TO nightscore_owner;
     FOR obj IN
@@ -156,6 +163,7 @@ BEGIN
         EXECUTE format('ALTER %s %I.%I OWNER TO nightscore_owner',
                        CASE obj.relkind WHEN 'v' THEN 'VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, obj.nspname, obj.relname);
     END LOOP;
+    ALTER FUNCTION nightscore_check_loading_name(text) OWNER TO nightscore_owner;
     ALTER FUNCTION nightscore_create_loading_table(text, text, date) OWNER TO nightscore_owner;
     ALTER FUNCTION nightscore_seal_loading_table(text) OWNER TO nightscore_owner;
     ALTER FUNCTION nightscore_drop_loading_table(text) OWNER TO nightscore_owner;
