@@ -147,9 +147,17 @@ BEGIN
 
     -- the owner owns the nightscore schemas, tables, views, sequences and functions; handing an object to it
     -- takes membership (a CREATEROLE login holds ADMIN OPTION on the roles it created, and may take it)
-    IF NOT pg_has_role(current_user, 'nightscore_owner', 'MEMBER') THEN
+    -- (PostgreSQL 16 gives a CREATEROLE login ADMIN but not SET on the roles it creates)
+    IF current_setting('server_version_num')::int >= 160000 THEN
+        IF NOT pg_has_role(current_user, 'nightscore_owner', 'SET') THEN
+            EXECUTE format('GRANT nightscore_owner TO %I WITH SET TRUE', current_user);
+        END IF;
+    ELSIF NOT pg_has_role(current_user, 'nightscore_owner', 'MEMBER') THEN
         EXECUTE format('GRANT nightscore_owner TO %I', current_user);
     END IF;
+    -- a new owner must be able to create what it owns
+    EXECUTE format('GRANT CREATE ON DATABASE %I TO nightscore_owner', current_database());
+    GRANT CREATE ON SCHEMA public TO nightscore_owner;
     ALTER SCHEMA nightscore_staging OWNER TO nightscore_owner;
     ALTER SCHEMA nightscore_partitions OWNER TO nightscore_owner;
     FOR obj IN
