@@ -359,7 +359,7 @@ def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(2
         state = score_partition(s, job, y)
     _print_run(state)
     out.print(f"[bold]artifacts[/] {store.uri(state.prefix)}")
-    out.print("[bold]psql[/]     ", Text(f"psql '{db.safe_url(db.libpq_uri(url))}'"), sep="")
+    out.print("[bold]psql[/]     ", Text(f"psql '{db.libpq_uri(make_url(url)._replace(password=None).render_as_string(hide_password=False))}'"), sep="")
     if make_url(url).password:
         out.print("         (the password is the one in NIGHTSCORE_DATABASE_URL; psql asks for it, or reads PGPASSWORD)")
     out.print(
