@@ -65,6 +65,9 @@ def test_scoring_dag_publishes_and_reruns_identically(airflow_settings):
     assert run["status"] == "succeeded" and run["ds"] == DAY
     assert run["rows_extracted"] == run["rows_published"] == 3_000
     assert {r.run_id for r in first} == {run["run_id"]}
+    # the ledger names the Airflow task instance and try that worked on it last, and no process holds it now
+    assert run["owner_task"] == f"score_churn.monitor {dr.run_id}" and run["owner_try"] >= 1, run
+    assert run["owner_pid"] is None and run["published_at"] is not None and run["stage"] == "monitor"
 
     dr2 = dag("score_churn").test(logical_date=_at(DAY))
     assert str(dr2.state) == "success", _states(dr2)
