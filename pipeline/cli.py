@@ -53,9 +53,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        # a connection that died is reported once, in the error paragraph, not as the pool's traceback
-        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+        _setup_logging()
         try:
             return fn(*args, **kwargs)
         except (Interrupted, KeyboardInterrupt) as exc:
@@ -69,11 +67,40 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _setup_logging() -> None:
+    """Warnings to the terminal; everything from INFO up, tracebacks included, to ``$NIGHTSCORE_HOME/logs/nightscore.log``."""
+    root = logging.getLogger()
+    if getattr(root, "_nightscore", False):
+        return
+    root._nightscore = True  # type: ignore[attr-defined]
+    root.setLevel(logging.INFO)
+    terminal = logging.StreamHandler()
+    terminal.setLevel(logging.WARNING)
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(terminal)
+    # a connection that died is reported once, in the error paragraph, not as the pool's traceback
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+    try:
+        logs = load_settings().home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(logs / "nightscore.log")
+    except Exception:  # a bad setting is reported by the command itself
+        return
+    file.setLevel(logging.INFO)
+    file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file)
+    _ERRORS.addHandler(file)
+
+
+_ERRORS = logging.getLogger("nightscore.errors")
+_ERRORS.propagate = False  # tracebacks go to the log file only (and to the terminal with --debug)
+
+
 def _fail(message: str, exc: BaseException) -> None:
     import traceback
 
     detail = redact("".join(traceback.format_exception(exc)))
-    logging.getLogger("nightscore").debug("%s", detail)
+    _ERRORS.error("%s\n%s", message, detail)
     if _DEBUG["on"]:
         err.print(Text(detail, style="dim"))
     err.print(Text(message, style="bold red"), soft_wrap=True)
@@ -138,8 +165,11 @@ def train(
 
     if promote not in ("if_none", "if_better", "always", "never"):
         raise NightscoreError(f"--promote {promote!r} is not one of if_none, if_better, always, never", where="--promote")
+    from pipeline import db
+
     s = _settings()
     spec = load_job(s.jobs_dir, job)
+    db.ready_engine(s)  # a database that is down or not migrated is named before any work
     with out.status(f"training {spec.model.name} for job {job}…"):
         res = train_model(s, spec, end=_day(end, "--end"), promote=promote)  # type: ignore[arg-type]
     out.print(
@@ -359,7 +389,11 @@ def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(2
         state = score_partition(s, job, y)
     _print_run(state)
     out.print(f"[bold]artifacts[/] {store.uri(state.prefix)}")
-    out.print("[bold]psql[/]     ", Text(f"psql '{db.libpq_uri(make_url(url)._replace(password=None).render_as_string(hide_password=False))}'"), sep="")
+    out.print(
+        "[bold]psql[/]     ",
+        Text(f"psql '{db.libpq_uri(make_url(url)._replace(password=None).render_as_string(hide_password=False))}'"),
+        sep="",
+    )
     if make_url(url).password:
         out.print("         (the password is the one in NIGHTSCORE_DATABASE_URL; psql asks for it, or reads PGPASSWORD)")
     out.print(

@@ -157,7 +157,7 @@ def drop_loading_table(eng: Engine, name: str) -> None:
             conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
             conn.execute(sa.text("SELECT nightscore_drop_loading_table(:name)"), {"name": name})
     except Exception as exc:
-        log.warning("could not drop %s.%s (%s); the next run's sweep will", STAGING_SCHEMA, name, str(exc).strip().splitlines()[0])
+        log.info("could not drop %s.%s (%s); the next run's sweep will", STAGING_SCHEMA, name, str(exc).strip().splitlines()[0])
 
 
 def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:

@@ -94,7 +94,7 @@ def reap(settings: Settings, eng: Engine | None = None) -> Reaped:
         if status is None:  # a process claimed it meanwhile
             live.add(str(run.run_id))
             continue
-        log.warning("run %s (%s %s): %s", run.run_id, run.job, run.ds, error)
+        log.info("run %s (%s %s): %s", run.run_id, run.job, run.ds, error)
         done.runs.append({"run_id": str(run.run_id), "job": run.job, "ds": str(run.ds), "status": status, "error": error})
         _write_manifest(settings, eng, str(run.run_id))
     prefixes = {r.replace("-", "")[:12] for r in live}
@@ -147,4 +147,4 @@ def _write_manifest(settings: Settings, eng: Engine, run_id: str) -> None:
         )
         runs.update(eng, run_id, manifest_uri=uri)
     except Exception as exc:  # the store may be what failed; the ledger row says it all
-        log.warning("run %s: manifest not written (%s)", run_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.info("run %s: manifest not written (%s)", run_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -112,7 +112,7 @@ def _stage(settings: Settings, state: RunState, name: str, started: float | None
             try:
                 runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
             except Exception as exc:
-                log.warning("run %s: stage timing not recorded (%s)", state.run_id, str(exc).splitlines()[0])
+                log.info("run %s: stage timing not recorded (%s)", state.run_id, str(exc).splitlines()[0])
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -143,12 +143,12 @@ def _record_failure(settings: Settings, state: RunState, name: str, exc: BaseExc
                 message = str(error)
         runs.finish(eng, state.run_id, status, error=f"[{name}] {message}", stage=name)
     except Exception as rec_exc:  # the original error matters more than a failed bookkeeping write
-        log.warning("run %s: its failure was not recorded (%s); `nightscore runs --reap` will", state.run_id, str(rec_exc).splitlines()[0])
+        log.info("run %s: its failure was not recorded (%s); `nightscore runs --reap` will", state.run_id, str(rec_exc).splitlines()[0])
     else:
         try:
             _write_manifest(settings, state, eng, status=status, error=message)
         except Exception as man_exc:  # the store may be what failed; the ledger has it all
-            log.warning("run %s: its manifest was not written (%s)", state.run_id, str(man_exc).splitlines()[0])
+            log.info("run %s: its manifest was not written (%s)", state.run_id, str(man_exc).splitlines()[0])
     shutil.rmtree(settings.home / "work" / state.run_id, ignore_errors=True)
     for e in {id(exc): exc, id(error): error}.values():
         try:

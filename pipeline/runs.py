@@ -96,7 +96,7 @@ class _Heartbeat(threading.Thread):
                 with self.eng.begin() as conn:
                     conn.execute(db.query("heartbeat_run"), {"run_id": self.run_id, **_who_keys()})
             except Exception as exc:  # the run itself will meet the problem and say so
-                log.warning("run %s: heartbeat not recorded (%s)", self.run_id, str(exc).splitlines()[0])
+                log.info("run %s: heartbeat not recorded (%s)", self.run_id, str(exc).splitlines()[0])
 
 
 def _who_keys() -> dict[str, Any]:
@@ -134,7 +134,7 @@ def owned(eng: Engine, run_id: str, stage: str, every: float = 10.0) -> Iterator
                 with eng.begin() as conn:
                     conn.execute(db.query("release_run"), {"run_id": run_id, **_who_keys()})
             except Exception as exc:
-                log.warning("run %s: could not release it (%s); the reaper will", run_id, str(exc).splitlines()[0])
+                log.info("run %s: could not release it (%s); the reaper will", run_id, str(exc).splitlines()[0])
 
 
 def update(eng: Engine, run_id: str, **fields: Any) -> None:
