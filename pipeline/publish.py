@@ -36,6 +36,7 @@ from pipeline.storage import stream_parquet
 log = logging.getLogger(__name__)
 
 STAGING_SCHEMA = "nightscore_staging"
+_SWAP_SQL = (SQL_DIR / "queries" / "publish_swap.sql").read_text()
 PARTITIONS_SCHEMA = "nightscore_partitions"
 
 
@@ -206,7 +207,7 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                     pause = min(pause * 2, 10.0)
                     continue
                 cur.execute("SET LOCAL statement_timeout TO DEFAULT")
-                cur.execute((SQL_DIR / "queries" / "publish_swap.sql").read_text(), params)
+                cur.execute(_SWAP_SQL, params)
                 row = cur.fetchone()
                 failpoints.reached("swap")
             raw.commit()

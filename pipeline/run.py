@@ -126,10 +126,11 @@ def _record_failure(settings: Settings, state: RunState, name: str, exc: BaseExc
     on fresh connections and never masks ``exc``: what it cannot record, the reaper records later."""
     if getattr(exc, "_nightscore_recorded", False):
         return exc
-    error: BaseException = exc if _interrupted(exc) else explain(exc, stage=name, where=f"job {state.job}, ds {state.ds}")
-    message = str(error) if not _interrupted(exc) else f"{exc}; the published data was left as it was"
+    interrupted = _interrupted(exc)
+    error: BaseException = exc if interrupted else explain(exc, stage=name, where=f"job {state.job}, ds {state.ds}")
+    message = f"{exc}; the published data was left as it was" if interrupted else str(error)
     log.info("run %s (%s %s) ended in %s: %s", state.run_id, state.job, state.ds, name, message)
-    status = "interrupted" if _interrupted(exc) else "failed"
+    status = "interrupted" if interrupted else "failed"
     try:
         eng = ctx.eng if ctx is not None else db.engine(settings)
         if runs.status(eng, state.run_id) in ("published", "succeeded"):
