@@ -187,6 +187,7 @@ def train(job: str, context: Any) -> dict[str, Any]:
         "model": result.model_name,
         "version": result.version,
         "metrics": result.metrics,
+        "registered": result.registered,
         "promoted": result.promoted,
         "reason": result.reason,
         "champion_before": result.champion_before,

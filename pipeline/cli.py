@@ -172,10 +172,12 @@ def train(
     db.ready_engine(s)  # a database that is down or not migrated is named before any work
     with out.status(f"training {spec.model.name} for job {job}…"):
         res = train_model(s, spec, end=_day(end, "--end"), promote=promote)  # type: ignore[arg-type]
-    out.print(
-        f"registered {res.model_name} v{res.version}: AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows"
-    )
-    out.print(res.reason)
+    scores = f"AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows"
+    if res.registered:
+        out.print(f"registered {res.model_name} v{res.version}: {scores}")
+    else:
+        out.print(f"{res.model_name}: {scores}")
+    out.print(Text(res.reason))
 
 
 def _print_run(state: Any) -> None:
@@ -315,6 +317,8 @@ def model_list(name: str | None = typer.Argument(None, help="model name; default
     from pipeline import db, registry
 
     eng = db.ready_engine(_settings())
+    if name is not None:
+        registry.require_model(eng, name)
     al = registry.aliases(eng, name)
     table = Table("model", "version", "aliases", "AUC", "log loss", "trained on", "sha256")
     for mv in registry.list_versions(eng, name):

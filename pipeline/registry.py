@@ -99,6 +99,23 @@ def register(
     return get_version(eng, name, version)
 
 
+def find_identical(eng: Engine, name: str, model_bytes: bytes) -> ModelVersion | None:
+    """The registered version of ``name`` whose model file has exactly these bytes, if any."""
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    return next((mv for mv in list_versions(eng, name) if mv.sha256 == sha), None)
+
+
+def require_model(eng: Engine, name: str) -> None:
+    """Raise a :class:`ModelError` naming the registered models when ``name`` is not one of them."""
+    known = sorted({mv.name for mv in list_versions(eng)})
+    if name not in known:
+        raise ModelError(
+            f"no model named {name!r} is registered (registered: {', '.join(known) or 'none'})",
+            where="model registry",
+            fix="check the name (nightscore model list), or train one (nightscore train --job <job>)",
+        )
+
+
 def get_version(eng: Engine, name: str, version: int) -> ModelVersion:
     row = db.fetch_one(eng, "get_model_version", name=name, version=version)
     if row is None:
@@ -141,6 +158,7 @@ def resolve(eng: Engine, name: str, alias: str = "champion", version: int | None
 
 def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, by: str | None = None) -> int | None:
     """Point ``alias`` at ``version``, recording the move. Returns the previous version."""
+    require_model(eng, name)
     get_version(eng, name, version)  # must exist
     with eng.begin() as conn:
         prev = conn.execute(
@@ -158,22 +176,30 @@ def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, 
 
 
 def rollback(eng: Engine, name: str, alias: str = "champion", *, by: str | None = None) -> tuple[int, int]:
-    """Point ``alias`` back at the version it had before its last move. Returns (restored, replaced)."""
+    """Point ``alias`` back one step in its history: at the version it had before the current one was set,
+    skipping what earlier rollbacks undid, so that rollbacks walk back (v3 → v2 → v1) instead of flipping
+    between the last two. Returns (restored, replaced)."""
+    require_model(eng, name)
     with eng.connect() as conn:
-        last = conn.execute(
-            sa.text(
-                "SELECT from_version, to_version FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id DESC LIMIT 1"
-            ),
+        moves = conn.execute(
+            sa.text("SELECT to_version, reason FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id"),
             {"n": name, "a": alias},
-        ).first()
-    if last is None or last.from_version is None:
+        ).all()
+    stack: list[int] = []  # the versions the alias was moved forward to, still in force
+    for move in moves:
+        if move.reason.startswith("rollback") and stack:
+            stack.pop()
+        elif not stack or stack[-1] != move.to_version:
+            stack.append(move.to_version)
+    if len(stack) < 2:
         raise ModelError(
             f"{name}@{alias} has no earlier version to roll back to",
             where="model_alias_history",
             fix=f"promote a version explicitly: nightscore model promote {name} <version>",
         )
-    set_alias(eng, name, alias, last.from_version, reason=f"rollback from v{last.to_version}", by=by)
-    return last.from_version, last.to_version
+    current, previous = stack[-1], stack[-2]
+    set_alias(eng, name, alias, previous, reason=f"rollback from v{current}", by=by)
+    return previous, current
 
 
 def load_booster(store: ArtifactStore, mv: ModelVersion) -> Any:

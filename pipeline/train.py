@@ -33,6 +33,7 @@ class TrainResult:
     promoted: bool
     reason: str
     champion_before: int | None
+    registered: bool = True  # False: an identical version existed already (``version`` is that one)
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -132,9 +133,15 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
     }
     eng = db.ready_engine(settings)
     store = open_store(settings)
-    mv = registry.register(eng, store, spec.model.name, bytes(booster.save_raw("ubj")), manifest)
-
+    model_bytes = bytes(booster.save_raw("ubj"))
     champion = registry.aliases(eng, spec.model.name).get((spec.model.name, spec.model.alias))
+    same = registry.find_identical(eng, spec.model.name, model_bytes)
+    if same is not None:  # the same data and settings give the same bytes: no copy in the registry
+        reason = f"byte-identical to the registered v{same.version}: nothing new registered"
+        log.info("model %s: %s", spec.model.name, reason)
+        return TrainResult(same.name, same.version, metrics, False, reason, champion, registered=False)
+    mv = registry.register(eng, store, spec.model.name, model_bytes, manifest)
+
     promoted, reason = _decide(eng, store, spec, promote, champion, metrics, x_hold, y_hold)
     if promoted:
         registry.set_alias(eng, spec.model.name, spec.model.alias, mv.version, reason=reason)

@@ -131,13 +131,18 @@ def test_invalid_partition_fails_once_without_retries_and_keeps_the_published_da
 def test_training_dag_keeps_the_champion_unless_beaten(airflow_settings):
     eng = db.engine(airflow_settings)
     assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 1
-    # the same window as the champion's: the new model is no better, so the champion stays
+    # the same window as the champion's: the same model, byte for byte; nothing new registered, the champion stays
     dr = dag("train_churn").test(logical_date=None, run_conf={"end": (DAY - timedelta(days=1)).isoformat()})
     assert str(dr.state) == "success", _states(dr)
     out = dr.get_task_instance("train").xcom_pull(task_ids="train")
-    assert out["version"] == 2 and out["promoted"] is False and "kept v1" in out["reason"]
+    assert out["version"] == 1 and out["registered"] is False and out["promoted"] is False and "byte-identical" in out["reason"]
+    # another window: a new version, no better, so the champion stays
+    dr = dag("train_churn").test(logical_date=None, run_conf={"end": (DAY - timedelta(days=2)).isoformat()})
+    assert str(dr.state) == "success", _states(dr)
+    out = dr.get_task_instance("train").xcom_pull(task_ids="train")
+    assert out["version"] == 2 and out["registered"] is True and out["promoted"] is False and "kept v1" in out["reason"], out
     assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 1
     # asked to promote regardless, it moves the alias
-    dr = dag("train_churn").test(logical_date=None, run_conf={"end": (DAY - timedelta(days=1)).isoformat(), "promote": "always"})
+    dr = dag("train_churn").test(logical_date=None, run_conf={"end": (DAY - timedelta(days=3)).isoformat(), "promote": "always"})
     assert str(dr.state) == "success"
     assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 3

@@ -146,3 +146,38 @@ def test_settings_from_airflow_style_connections(s3_settings, s3_endpoint):
     assert (creds.access_key, store.client.meta.region_name) == ("from-connection", "eu-west-1")
     state = score_partition(s, "churn", DAY)  # reaches moto only through the connection's endpoint_url
     assert state.counts["published"] == CUSTOMERS and store.exists(store.key(state.manifest_uri))
+
+
+def test_rollbacks_walk_back_through_the_history(local_settings):
+    """v1 → v2 → v3, then rollback, rollback: v2, then v1 (not a flip between v3 and v2); then no further."""
+    eng = db.engine(local_settings)
+    store = open_store(local_settings)
+    v1 = registry.get_version(eng, "churn_xgb", 1)
+    data = store.get_bytes(store.key(v1.artifact_uri))
+    manifest = {"features": v1.features, "metrics": v1.metrics, "training_window": v1.training_window, "xgboost_version": v1.xgboost_version}
+    for version in (2, 3):
+        assert registry.register(eng, store, "churn_xgb", data, manifest).version == version
+        registry.set_alias(eng, "churn_xgb", "champion", version, reason=f"to v{version}")
+    assert registry.rollback(eng, "churn_xgb") == (2, 3)
+    assert registry.rollback(eng, "churn_xgb") == (1, 2)
+    assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 1
+    with pytest.raises(NightscoreError, match="no earlier version"):
+        registry.rollback(eng, "churn_xgb")
+    registry.set_alias(eng, "churn_xgb", "champion", 3, reason="forward again")
+    assert registry.rollback(eng, "churn_xgb") == (1, 3)  # back to where it was before that move
+
+
+def test_training_an_identical_model_registers_nothing(local_settings):
+    """The same window and settings give the same bytes: the registry keeps one version and says so."""
+    spec = load_job(local_settings.jobs_dir, "churn")
+    res = train_model(local_settings, spec, end=DAY - timedelta(days=1), promote="always")
+    assert not res.registered and res.version == 1 and not res.promoted
+    assert "byte-identical to the registered v1" in res.reason
+    assert [mv.version for mv in registry.list_versions(db.engine(local_settings), "churn_xgb")] == [1]
+
+
+def test_unknown_model_names_are_errors(local_settings):
+    runner = CliRunner()
+    for args in (["model", "list", "nope"], ["model", "rollback", "nope"], ["model", "promote", "nope", "1"]):
+        res = runner.invoke(app, args, env=_env(local_settings))
+        assert res.exit_code == 1 and "no model named 'nope' is registered (registered: churn_xgb)" in res.output, res.output

@@ -144,7 +144,7 @@ def test_pinned_version_and_alias_resolution(settings, engine):
     from pipeline.train import train_model
 
     spec = load_job(settings.jobs_dir, "churn")
-    res = train_model(settings, spec, end=DAY - timedelta(days=1), promote="never")
+    res = train_model(settings, spec, end=DAY - timedelta(days=2), promote="never")
     assert res.version == 2 and not res.promoted
     score_partition(settings, "churn", DAY)
     assert {r.model_version for r in _rows(engine)} == {1}  # alias still on v1
