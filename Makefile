@@ -39,8 +39,8 @@ lint: install  ## ruff and mypy
 	$(UV) run --frozen ruff check pipeline dags tests tools bench
 	$(UV) run --frozen mypy pipeline
 
-stop:  ## stop the embedded PostgreSQL
-	$(UV) run --frozen nightscore stop
+stop:  ## stop the embedded PostgreSQL (nothing to do before the first make run)
+	@if [ -x .venv/bin/nightscore ]; then .venv/bin/nightscore stop; else echo "no .venv yet: no embedded PostgreSQL to stop"; fi
 
-clean: stop  ## delete .nightscore/ (embedded database, artifacts, Airflow home)
-	rm -rf .nightscore
+clean: stop  ## delete what make run made: .nightscore/ (database, artifacts, Airflow home, logs, uv) and .venv/
+	rm -rf .nightscore .venv
