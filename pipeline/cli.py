@@ -150,6 +150,11 @@ def demo_data(
     out.print(
         f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows"
     )
+    if res["days_replaced"]:
+        out.print(
+            f"{res['days_replaced']} day(s) had another number of customers (or were half-written) and were replaced "
+            f"with {customers:,} customers each"
+        )
 
 
 @app.command()

@@ -83,7 +83,8 @@ def load_demo_data(settings: Settings, start: date, end: date, customers: int = 
     """Make sure ``demo.customer_activity`` holds days ``start``..``end`` (inclusive).
 
     Days already present with the expected row count are kept; others are (re)written.
-    Returns ``{"days_written": .., "days_kept": .., "rows": ..}``.
+    Days present with another row count (another ``customers``, or half-written) are replaced.
+    Returns ``{"days_written": .., "days_replaced": .. (of those written), "days_kept": .., "rows": ..}``.
     """
     eng = db.ready_engine(settings)
     with eng.begin() as conn:
@@ -105,4 +106,5 @@ def load_demo_data(settings: Settings, start: date, end: date, customers: int = 
                 for d in todo:
                     cur.adbc_ingest(DEMO_TABLE, generate_day(d, customers), mode="append", db_schema_name=DEMO_SCHEMA)
             conn.commit()
-    return {"days_written": len(todo), "days_kept": len(days) - len(todo), "rows": len(days) * customers}
+    replaced = sum(1 for d in todo if d in have)  # present with another customer count (or half-written)
+    return {"days_written": len(todo), "days_replaced": replaced, "days_kept": len(days) - len(todo), "rows": len(days) * customers}

@@ -18,6 +18,9 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, NightscoreError
 
 
+_FILE_MODE = 0o644
+
+
 class ArtifactStore(Protocol):
     """What the stages need from a place to keep files."""
 
@@ -65,6 +68,7 @@ class LocalStore:
                 shutil.move(str(path), tmp)
             else:
                 shutil.copyfile(path, tmp)
+            os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; artifacts are for the team to read
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -80,6 +84,7 @@ class LocalStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; artifacts are for the team to read
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -126,3 +126,12 @@ def test_quickstart_never_prints_the_password(empty_settings):
     res = runner.invoke(app, ["quickstart", "--customers", "400"], env=_env(empty_settings.with_overrides(database_url=url)))
     assert res.exit_code == 0, res.output
     assert "pw-Secret-42" not in res.output and "psql 'postgresql://postgres@" in res.output
+
+
+def test_demo_data_says_when_it_replaces_days(local_settings):
+    args = ["demo-data", "--start", "2026-03-14", "--end", "2026-03-15"]
+    res = runner.invoke(app, [*args, "--customers", str(CUSTOMERS)], env=_env(local_settings))
+    assert res.exit_code == 0 and "0 written, 2 already there" in res.output and "replaced" not in res.output, res.output
+    res = runner.invoke(app, [*args, "--customers", "500"], env=_env(local_settings))
+    assert res.exit_code == 0 and "2 written" in res.output, res.output
+    assert "2 day(s) had another number of customers (or were half-written) and were replaced with 500 customers each" in res.output

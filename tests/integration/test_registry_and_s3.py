@@ -181,3 +181,13 @@ def test_unknown_model_names_are_errors(local_settings):
     for args in (["model", "list", "nope"], ["model", "rollback", "nope"], ["model", "promote", "nope", "1"]):
         res = runner.invoke(app, args, env=_env(local_settings))
         assert res.exit_code == 1 and "no model named 'nope' is registered (registered: churn_xgb)" in res.output, res.output
+
+
+def test_local_artifacts_are_readable_by_others(local_settings):
+    import stat
+
+    state = score_partition(local_settings, "churn", DAY)
+    store = open_store(local_settings)
+    for key in ("manifest.json", "predictions.parquet", "features.parquet", "validation.json"):
+        mode = stat.S_IMODE((store.root / state.prefix / key).stat().st_mode)
+        assert mode == 0o644, (key, oct(mode))
