@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, NightscoreError
 
-
 _FILE_MODE = 0o644
 
 

@@ -154,7 +154,12 @@ def test_rollbacks_walk_back_through_the_history(local_settings):
     store = open_store(local_settings)
     v1 = registry.get_version(eng, "churn_xgb", 1)
     data = store.get_bytes(store.key(v1.artifact_uri))
-    manifest = {"features": v1.features, "metrics": v1.metrics, "training_window": v1.training_window, "xgboost_version": v1.xgboost_version}
+    manifest = {
+        "features": v1.features,
+        "metrics": v1.metrics,
+        "training_window": v1.training_window,
+        "xgboost_version": v1.xgboost_version,
+    }
     for version in (2, 3):
         assert registry.register(eng, store, "churn_xgb", data, manifest).version == version
         registry.set_alias(eng, "churn_xgb", "champion", version, reason=f"to v{version}")
