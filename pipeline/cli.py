@@ -10,9 +10,11 @@ from datetime import date, timedelta
 from functools import wraps
 from typing import Any
 
+import click
 import typer
+from rich.box import SIMPLE_HEAD
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from pipeline.config import Settings, load_settings
@@ -27,9 +29,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="The model registry: versions and aliases.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-_WIDTH = None if sys.stdout.isatty() else 200  # piped output: do not squeeze tables to 80 columns
-out = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
+out = Console(soft_wrap=True)  # the terminal's width; piped: COLUMNS, else 80
+err = Console(stderr=True)
+_BOX = SIMPLE_HEAD  # fewer rules: tables fit 80 columns
 
 
 def _settings() -> Settings:
@@ -39,11 +41,29 @@ def _settings() -> Settings:
 _DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import pipeline
+
+        out.print(f"nightscore {pipeline.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: bool = typer.Option(False, "--debug", envvar="NIGHTSCORE_DEBUG", help="on an error, print the traceback too"),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
 ) -> None:
     _DEBUG["on"] = debug
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _json(data: Any) -> None:
+    """Machine-readable output for scripts: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,6 +76,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         _setup_logging()
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):  # the command's own exit or usage error
+            raise
         except (Interrupted, KeyboardInterrupt) as exc:
             name = getattr(exc, "signal_name", "SIGINT")
             _fail(f"interrupted by {name}; a run in progress was recorded as interrupted and the published data is unchanged.", exc)
@@ -253,6 +275,7 @@ def backfill(
 def runs(
     job: str | None = typer.Option(None, help="only this job"),
     limit: int = typer.Option(20, min=1),
+    as_json: bool = typer.Option(False, "--json", help="print the runs as JSON (for scripts)"),
     show: str | None = typer.Option(None, "--show", help="print one run's record and manifest (its id, or the start of it)"),
     reap: bool = typer.Option(False, "--reap", help="mark runs whose process is gone as abandoned and remove their leftovers"),
 ) -> None:
@@ -298,34 +321,121 @@ def runs(
                 )
             )
         return
+    recent = runs_mod.recent(eng, job, limit)
+    if as_json:
+        _json(recent)
+        return
     colours = {"succeeded": "green", "published": "green", "failed": "red", "abandoned": "red", "interrupted": "yellow"}
-    table = Table("run id", "job", "ds", "status", "model", "extracted", "valid", "quarant.", "published", "started", "error")
-    for r in runs_mod.recent(eng, job, limit):
-        model = f"{r['model_name']} v{r['model_version']}" if r["model_version"] else ""
+    room = out.width - 77  # what the other columns leave of the terminal's width
+    with_errors = room >= 30 and any(r["error"] for r in recent)  # narrower: the errors go below the table
+    table = Table(
+        *(Column(h, no_wrap=True) for h in ("run", "job", "ds", "status", "model")),
+        Column("rows", justify="right", no_wrap=True),
+        Column("started", no_wrap=True),
+        *([Column("error", no_wrap=True)] if with_errors else []),
+        box=_BOX,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for r in recent:
         table.add_row(
-            str(r["run_id"]),
+            str(r["run_id"])[:8],
             r["job"],
             str(r["ds"]),
             Text(r["status"] + (" (dry)" if r["dry_run"] else ""), style=colours.get(r["status"], "")),
-            model,
-            *(f"{r[k]:,}" if r[k] is not None else "" for k in ("rows_extracted", "rows_valid", "rows_quarantined", "rows_published")),
-            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            Text((r["error"] or "")[:80]),
+            f"v{r['model_version']}" if r["model_version"] else "",
+            f"{r['rows_published'] if r['rows_published'] is not None else r['rows_extracted'] or 0:,}"
+            + (f" ({r['rows_quarantined']:,} q)" if r["rows_quarantined"] else ""),
+            r["started_at"].strftime("%m-%d %H:%M"),
+            *([Text(_cut(r["error"] or "", room))] if with_errors else []),
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)
+    if not with_errors:
+        for r in recent:
+            if r["error"]:
+                out.print(Text(_cut(f"{str(r['run_id'])[:8]}  {r['error']}", 2 * out.width - 10)), soft_wrap=False)
+
+
+@app.command()
+@friendly
+def jobs(
+    check: list[str] = typer.Option(None, "--check", help="check this spec file (repeatable) without running anything"),
+    as_json: bool = typer.Option(False, "--json", help="print the jobs as JSON (for scripts)"),
+) -> None:
+    """List the jobs in the jobs folder (each spec is checked as it loads), or check spec files."""
+    from pathlib import Path
+
+    from pipeline.jobs import load_spec, spec_files
+
+    s = _settings()
+    paths = [Path(c) for c in check] if check else spec_files(s.jobs_dir)
+    if not paths:
+        raise NightscoreError("no job specs found", where=str(s.jobs_dir), fix="add a <job>.yml there or set NIGHTSCORE_JOBS_DIR")
+    specs, errors = [], []
+    for path in paths:
+        if not path.is_file():
+            errors.append(f"{path}: no such file")
+            continue
+        try:
+            specs.append(load_spec(path))
+        except NightscoreError as exc:
+            errors.append(str(exc))
+    rows = [
+        {
+            "job": sp.name,
+            "schedule": f"{sp.schedule} {sp.timezone}",
+            "model": f"{sp.model.name}@{sp.model.alias}",
+            "features": len(sp.features),
+            "owner": sp.owner,
+            "spec": str(sp.spec_path),
+        }
+        for sp in specs
+    ]
+    if as_json:
+        _json({"jobs": rows, "errors": errors})
+    else:
+        table = Table("job", "schedule", "model", "features", "owner", box=_BOX)
+        for r in rows:
+            table.add_row(*(str(r[k]) for k in ("job", "schedule", "model", "features", "owner")))
+        if rows:
+            out.print(table, soft_wrap=False)
+        for e in errors:
+            err.print(Text(f"error: {e}", style="bold red"), soft_wrap=True)
+    if errors:
+        raise typer.Exit(1)
+    if check and not as_json:
+        out.print(f"{len(rows)} spec(s) valid")
 
 
 @model_app.command("list")
 @friendly
-def model_list(name: str | None = typer.Argument(None, help="model name; default: all")) -> None:
+def model_list(
+    name: str | None = typer.Argument(None, help="model name; default: all"),
+    as_json: bool = typer.Option(False, "--json", help="print the versions as JSON (for scripts)"),
+) -> None:
     """List registered versions with their metrics and aliases."""
+    from dataclasses import asdict
+
     from pipeline import db, registry
 
     eng = db.ready_engine(_settings())
     if name is not None:
         registry.require_model(eng, name)
     al = registry.aliases(eng, name)
-    table = Table("model", "version", "aliases", "AUC", "log loss", "trained on", "sha256")
+    if as_json:
+        _json(
+            [
+                {**asdict(mv), "aliases": [a for (m, a), v in al.items() if m == mv.name and v == mv.version]}
+                for mv in registry.list_versions(eng, name)
+            ]
+        )
+        return
+    table = Table(
+        *(Column(h, no_wrap=True) for h in ("model", "v", "aliases", "AUC", "log loss", "trained on", "sha256")),
+        box=_BOX,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for mv in registry.list_versions(eng, name):
         tags = ", ".join(a for (m, a), v in al.items() if m == mv.name and v == mv.version)
         w = mv.training_window
@@ -335,10 +445,10 @@ def model_list(name: str | None = typer.Argument(None, help="model name; default
             tags,
             f"{mv.metrics.get('auc', float('nan')):.4f}",
             f"{mv.metrics.get('logloss', float('nan')):.4f}",
-            f"{w.get('train_start')}..{w.get('holdout_end')}",
-            mv.sha256[:12],
+            f"{str(w.get('train_start'))[2:]}..{str(w.get('holdout_end'))[2:]}",
+            mv.sha256[:8],
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)
 
 
 @model_app.command("promote")

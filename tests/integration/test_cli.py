@@ -135,3 +135,37 @@ def test_demo_data_says_when_it_replaces_days(local_settings):
     res = runner.invoke(app, [*args, "--customers", "500"], env=_env(local_settings))
     assert res.exit_code == 0 and "2 written" in res.output, res.output
     assert "2 day(s) had another number of customers (or were half-written) and were replaced with 500 customers each" in res.output
+
+
+def test_listing_commands_speak_json_and_fit_80_columns(local_settings):
+    import json
+
+    from pipeline.run import score_partition
+
+    run_id = score_partition(local_settings, "churn", DAY).run_id
+    env = _env(local_settings, COLUMNS="80")
+    res = runner.invoke(app, ["runs"], env=env)
+    assert res.exit_code == 0 and run_id[:8] in res.output and "succeeded" in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80, res.output
+    runs = json.loads(runner.invoke(app, ["runs", "--json"], env=env).output)
+    assert runs[0]["run_id"] == run_id and runs[0]["status"] == "succeeded" and runs[0]["rows_published"] == CUSTOMERS
+    models = json.loads(runner.invoke(app, ["model", "list", "--json"], env=env).output)
+    assert [(m["name"], m["version"], m["aliases"]) for m in models] == [("churn_xgb", 1, ["champion"])]
+    res = runner.invoke(app, ["model", "list"], env=env)
+    assert res.exit_code == 0 and max(len(line) for line in res.output.splitlines()) <= 80, res.output
+    jobs = json.loads(runner.invoke(app, ["jobs", "--json"], env=env).output)
+    assert [j["job"] for j in jobs["jobs"]] == ["churn"] and jobs["errors"] == []
+
+
+def test_version_and_checking_job_specs(local_settings, tmp_path):
+    import pipeline
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"nightscore {pipeline.__version__}"
+    good = local_settings.jobs_dir / "churn.yml"
+    res = runner.invoke(app, ["jobs", "--check", str(good)], env=_env(local_settings))
+    assert res.exit_code == 0 and "1 spec(s) valid" in res.output, res.output
+    bad = tmp_path / "broken.yml"
+    bad.write_text("name: broken\nentity_key: id\n")
+    res = runner.invoke(app, ["jobs", "--check", str(good), "--check", str(bad)], env=_env(local_settings))
+    assert res.exit_code == 1 and "invalid job spec" in res.output and "field 'source'" in res.output and "Traceback" not in res.output
