@@ -60,7 +60,7 @@ def test_writer_runs_the_pipeline_and_cannot_rewrite_the_registry(local_settings
     for args in (
         ["score", "--job", "churn", "--ds", DAY.isoformat()],
         ["score", "--job", "churn", "--ds", DAY.isoformat()],  # a republish: the swap as the writer
-        ["train", "--job", "churn", "--end", (DAY - timedelta(days=1)).isoformat(), "--promote", "never"],
+        ["train", "--job", "churn", "--end", (DAY - timedelta(days=2)).isoformat(), "--promote", "never"],
         ["model", "promote", "churn_xgb", "2", "--reason", "writer test"],
         ["model", "rollback", "churn_xgb"],
         ["backfill", "--job", "churn", "--start", DAY.isoformat(), "--end", DAY.isoformat()],
