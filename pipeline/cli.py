@@ -243,30 +243,67 @@ def backfill(
     model_version: int | None = typer.Option(None, "--model-version", min=1, help="pin a registered version"),
     dry_run: bool = typer.Option(False, "--dry-run"),
 ) -> None:
-    """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1."""
+    """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1.
+
+    Checked before any day runs: the job spec, the database, the model (alias or pinned version), and that
+    no day is still in progress. Ends with a summary line per day."""
+    from datetime import UTC, datetime
+
     from rich.progress import Progress
 
+    from pipeline import db, registry
+    from pipeline.jobs import load_job
     from pipeline.run import score_partition
+    from pipeline.schedule import latest_complete_day
 
     s = _settings()
     first, last = parse_ds(start, "--start"), parse_ds(end, "--end")
     if first > last:
         raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
+    spec = load_job(s.jobs_dir, job)
+    complete = latest_complete_day(datetime.now(UTC), spec.timezone)
+    if last > complete:
+        raise NightscoreError(
+            f"--end {last} is not a complete day yet in {spec.timezone} (the latest is {complete})",
+            where="--end",
+            fix=f"end the backfill at {complete} or earlier",
+        )
+    mv = registry.resolve(db.ready_engine(s), spec.model.name, spec.model.alias, model_version)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    failures: list[str] = []
-    with Progress(console=out) as progress:
+    out.print(
+        f"backfill {job}: {len(days)} day(s) {first}..{last} with {mv.name} v{mv.version}"
+        + (" (pinned)" if model_version else f" ({spec.model.alias}, resolved at each day's start)")
+        + (", dry run" if dry_run else "")
+    )
+    results: list[tuple[date, str, Any]] = []
+    with Progress(console=out, transient=True) as progress:
         task = progress.add_task(f"backfill {job}", total=len(days))
         for d in days:
             try:
-                _print_run(score_partition(s, job, d, model_version=model_version, dry_run=dry_run))
+                state = score_partition(s, job, d, model_version=model_version, dry_run=dry_run)
+                results.append((d, "ok", state))
+                _print_run(state)
             except NightscoreError as exc:
-                failures.append(f"{d}: {exc}")
-                err.print(Text(f"{d} failed: {exc}", style="red"))
+                results.append((d, "failed", exc))
+                err.print(Text(f"{d} failed: {exc}", style="red"), soft_wrap=True)
             progress.advance(task)
-    if failures:
+    table = Table(
+        "ds", "result", Column("published", justify="right"), Column("quarantined", justify="right"), "run", box=_BOX, pad_edge=False
+    )
+    for d, result, value in results:
+        if result == "ok":
+            c = value.counts
+            table.add_row(str(d), Text("ok", style="green"), f"{c.get('published', 0):,}", f"{c.get('quarantined', 0):,}", value.run_id[:8])
+        else:
+            table.add_row(str(d), Text("failed", style="red"), "", "", "")
+    out.print(table, soft_wrap=False)
+    failed = [str(d) for d, result, _ in results if result != "ok"]
+    out.print(f"{len(days) - len(failed)} of {len(days)} day(s) scored" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if failed:
         raise NightscoreError(
-            f"{len(failures)} of {len(days)} day(s) failed: " + " | ".join(failures),
-            fix="see each day's error; rerun those days once fixed",
+            f"{len(failed)} of {len(days)} day(s) failed ({', '.join(failed)})",
+            fix="each day's error is printed above it (and in `nightscore runs`); rerun those days once fixed, "
+            "with `nightscore score --job {job} --ds <day>` or a backfill over them".replace("{job}", job),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -169,3 +170,29 @@ def test_version_and_checking_job_specs(local_settings, tmp_path):
     bad.write_text("name: broken\nentity_key: id\n")
     res = runner.invoke(app, ["jobs", "--check", str(good), "--check", str(bad)], env=_env(local_settings))
     assert res.exit_code == 1 and "invalid job spec" in res.output and "field 'source'" in res.output and "Traceback" not in res.output
+
+
+def test_backfill_checks_up_front_and_ends_with_a_summary(local_settings):
+    from datetime import date, timedelta
+
+    from pipeline import db
+
+    env = _env(local_settings)
+    args = ["backfill", "--job", "churn", "--start", DAY.isoformat()]
+    # problems found before any day runs: nothing is started
+    text = " ".join(runner.invoke(app, [*args, "--end", DAY.isoformat(), "--model-version", "9"], env=env).output.split())
+    assert "model 'churn_xgb' has no version 9" in text
+    future = date.today() + timedelta(days=1)
+    text = " ".join(runner.invoke(app, [*args, "--end", future.isoformat()], env=env).output.split())
+    assert f"--end {future} is not a complete day yet" in text
+    with db.engine(local_settings).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM scoring_runs")).scalar() == 0
+    # a day with data and one without: each day's result in the summary, exit 1 naming the failed day
+    empty = DAY + timedelta(days=4)
+    res = runner.invoke(
+        app, ["backfill", "--job", "churn", "--start", (DAY + timedelta(days=3)).isoformat(), "--end", empty.isoformat()], env=env
+    )
+    assert res.exit_code == 1, res.output
+    assert "backfill churn: 2 day(s)" in res.output and "with churn_xgb v1" in res.output
+    assert f"1 of 2 day(s) scored; failed: {empty}" in res.output
+    assert f"1 of 2 day(s) failed ({empty})" in " ".join(res.output.split())
