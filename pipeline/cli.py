@@ -128,6 +128,20 @@ def _fail(message: str, exc: BaseException) -> None:
     err.print(Text(message, style="bold red"), soft_wrap=True)
 
 
+def _ready(s: Settings) -> Any:
+    """The database engine, migrated, after reaping runs whose process is gone (every command that uses the
+    database does, so a killed run never stays ``running`` for long)."""
+    from pipeline import db
+    from pipeline.reap import reap
+
+    eng = db.ready_engine(s)
+    try:
+        reap(s, eng)
+    except Exception as exc:  # reaping must not stop the command itself
+        logging.getLogger(__name__).info("could not reap abandoned runs (%s)", str(exc).splitlines()[0] if str(exc) else exc)
+    return eng
+
+
 def _yesterday() -> date:
     return date.today() - timedelta(days=1)
 
@@ -192,11 +206,10 @@ def train(
 
     if promote not in ("if_none", "if_better", "always", "never"):
         raise NightscoreError(f"--promote {promote!r} is not one of if_none, if_better, always, never", where="--promote")
-    from pipeline import db
 
     s = _settings()
     spec = load_job(s.jobs_dir, job)
-    db.ready_engine(s)  # a database that is down or not migrated is named before any work
+    _ready(s)  # a database that is down or not migrated is named before any work; dead runs reaped
     with out.status(f"training {spec.model.name} for job {job}…"):
         res = train_model(s, spec, end=_day(end, "--end"), promote=promote)  # type: ignore[arg-type]
     scores = f"AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows"
@@ -251,7 +264,7 @@ def backfill(
 
     from rich.progress import Progress
 
-    from pipeline import db, registry
+    from pipeline import registry
     from pipeline.jobs import load_job
     from pipeline.run import score_partition
     from pipeline.schedule import latest_complete_day
@@ -268,7 +281,7 @@ def backfill(
             where="--end",
             fix=f"end the backfill at {complete} or earlier",
         )
-    mv = registry.resolve(db.ready_engine(s), spec.model.name, spec.model.alias, model_version)
+    mv = registry.resolve(_ready(s), spec.model.name, spec.model.alias, model_version)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     out.print(
         f"backfill {job}: {len(days)} day(s) {first}..{last} with {mv.name} v{mv.version}"
@@ -453,9 +466,9 @@ def model_list(
     """List registered versions with their metrics and aliases."""
     from dataclasses import asdict
 
-    from pipeline import db, registry
+    from pipeline import registry
 
-    eng = db.ready_engine(_settings())
+    eng = _ready(_settings())
     if name is not None:
         registry.require_model(eng, name)
     al = registry.aliases(eng, name)
@@ -492,9 +505,9 @@ def model_list(
 @friendly
 def model_promote(name: str, version: int, alias: str = typer.Option("champion"), reason: str = typer.Option("manual promotion")) -> None:
     """Point ALIAS (default champion) at VERSION; takes effect for the next run."""
-    from pipeline import db, registry
+    from pipeline import registry
 
-    prev = registry.set_alias(db.ready_engine(_settings()), name, alias, version, reason=reason)
+    prev = registry.set_alias(_ready(_settings()), name, alias, version, reason=reason)
     out.print(f"{name}@{alias}: v{prev} → v{version}" if prev else f"{name}@{alias}: v{version}")
 
 
@@ -502,9 +515,9 @@ def model_promote(name: str, version: int, alias: str = typer.Option("champion")
 @friendly
 def model_rollback(name: str, alias: str = typer.Option("champion")) -> None:
     """Point ALIAS back at the version it had before its last change."""
-    from pipeline import db, registry
+    from pipeline import registry
 
-    eng = db.ready_engine(_settings())
+    eng = _ready(_settings())
     prev, now = registry.rollback(eng, name, alias)
     out.print(f"{name}@{alias}: v{now} → v{prev} (rolled back)")
 

@@ -74,3 +74,23 @@ def test_random_kills_then_one_reap(local_settings, tmp_path):
             holder = str(rec["run_id"])
     reap(s)
     assert_promises(s, holder)
+
+
+@pytest.mark.parametrize("command", [["model", "list"], ["train", "--job", "churn", "--end", "2026-03-13", "--promote", "never"]])
+def test_any_later_command_reaps(local_settings, tmp_path, command):
+    """Not only `runs --reap`: the next command that touches the database marks the killed run."""
+    from pipeline.cli import app
+    from tests.faults.conftest import cli_env, runner
+
+    s = local_settings
+    run = Run(s, tmp_path, failpoint="score")
+    run.wait_at_point()
+    run.proc.send_signal(signal.SIGKILL)
+    run.finish()
+    killed = newest_run(s)
+    assert killed["status"] == "running"
+    res = runner.invoke(app, command, env=cli_env(s))
+    assert res.exit_code == 0, res.output
+    rec = run_record(s, str(killed["run_id"]))
+    assert rec["status"] == "abandoned" and "is gone" in rec["error"], rec
+    assert not (s.home / "work" / str(killed["run_id"])).exists()
