@@ -90,3 +90,23 @@ def test_docker_compose_config():
         if created:
             env_file.unlink()
     assert res.returncode == 0, res.stderr
+
+
+def test_published_ports_are_on_loopback_unless_asked():
+    for name, svc in _compose()["services"].items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("${NIGHTSCORE_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+
+
+def test_airflow_services_as_the_official_file_runs_them():
+    """The settings of Airflow 3.3's own docker-compose file that a working stack needs."""
+    services = _compose()["services"]
+    scheduler = services["airflow-scheduler"]
+    assert "8974/health" in " ".join(scheduler["healthcheck"]["test"])
+    assert scheduler["environment"]["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"  # else /health never answers
+    worker = services["airflow-worker"]
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # Celery's warm shutdown
+    assert worker["depends_on"]["airflow-apiserver"] == {"condition": "service_healthy"}
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert services[name]["healthcheck"].get("start_period"), f"{name}: no start_period"
+        assert "airflow-logs:/opt/airflow/logs" in " ".join(services[name]["volumes"]), f"{name}: task logs die with the container"
