@@ -69,7 +69,7 @@ def _json(data: Any) -> None:
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every error into one paragraph (what, where, fix) and a non-zero exit code.
 
-    The traceback goes to the log at DEBUG level and, with ``--debug``, to the terminal."""
+    The traceback goes to the log file (``$NIGHTSCORE_HOME/logs/nightscore.log``) and, with ``--debug``, to the terminal."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -132,13 +132,10 @@ def _ready(s: Settings) -> Any:
     """The database engine, migrated, after reaping runs whose process is gone (every command that uses the
     database does, so a killed run never stays ``running`` for long)."""
     from pipeline import db
-    from pipeline.reap import reap
+    from pipeline.reap import reap_quietly
 
     eng = db.ready_engine(s)
-    try:
-        reap(s, eng)
-    except Exception as exc:  # reaping must not stop the command itself
-        logging.getLogger(__name__).info("could not reap abandoned runs (%s)", str(exc).splitlines()[0] if str(exc) else exc)
+    reap_quietly(s, eng)
     return eng
 
 

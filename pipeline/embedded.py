@@ -123,7 +123,7 @@ class EmbeddedServer:
     def restart(self) -> None:
         """Start again with the options it last ran with (after a stop of any mode, or while running)."""
         with self._lock():
-            self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-w", "-t", "120", "restart", check=True)
+            self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-w", "-t", "120", "restart")
 
     def remove(self) -> None:
         self.stop("immediate")

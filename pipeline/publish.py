@@ -183,15 +183,15 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                     cur.execute("SELECT nightscore_lock_partition(%(job)s, CAST(%(ds)s AS date))", params)
                 except (pgerrors.LockNotAvailable, pgerrors.QueryCanceled):
                     raw.rollback()
-                    blockers = publish_blockers(eng, params["leaf"])
+                    in_the_way = publish_blockers(eng, params["leaf"]) or "sessions that have since finished"
                     waited = settings.publish_deadline_s - (deadline - time.monotonic())
                     if time.monotonic() + pause > deadline:
                         raise PublishTimeout(
                             f"publish of {params['job']} {params['ds']} could not take its locks within {settings.publish_deadline_s} s "
-                            f"({tries} tries of {timeout_ms} ms); in the way: {blockers or 'sessions that have since finished'}",
+                            f"({tries} tries of {timeout_ms} ms); in the way: {in_the_way}",
                             where="predictions",
                             fix="end or shorten those transactions (set idle_in_transaction_session_timeout on application roles, "
-                            "README: Operations), or raise NIGHTSCORE_PUBLISH_DEADLINE_SECONDS; then rerun the day. "
+                            "README: Roles), or raise NIGHTSCORE_PUBLISH_DEADLINE_SECONDS; then rerun the day. "
                             "The published day was left as it was",
                         ) from None
                     log.warning(
@@ -201,7 +201,7 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                         timeout_ms,
                         tries,
                         waited,
-                        blockers or "sessions that have since finished",
+                        in_the_way,
                     )
                     time.sleep(pause)
                     pause = min(pause * 2, 10.0)

@@ -1,7 +1,8 @@
 """Reaping: runs whose process is gone are marked ``abandoned`` and their leftovers removed.
 
 A process killed with SIGKILL, a machine that died or a connection that never came back leave a run
-``running`` with nobody working on it. :func:`reap` (run by every new run and by ``nightscore runs --reap``)
+``running`` with nobody working on it. :func:`reap` (run by every new run, every CLI command that uses the
+database, and ``nightscore runs --reap``)
 finds those by their owner and heartbeat, marks them, writes their manifest from the ledger, and removes
 what no live run needs: loading tables in ``nightscore_staging`` and work folders under ``NIGHTSCORE_HOME``.
 A table or folder of a run that is still alive is never touched.
@@ -35,9 +36,6 @@ class Reaped:
     runs: list[dict[str, Any]] = field(default_factory=list)  # run_id, job, ds, status, error
     tables: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.runs or self.tables or self.folders)
 
 
 def process_alive(pid: int) -> bool:
@@ -112,6 +110,14 @@ def reap(settings: Settings, eng: Engine | None = None) -> Reaped:
                 shutil.rmtree(folder, ignore_errors=True)
                 done.folders.append(str(folder))
     return done
+
+
+def reap_quietly(settings: Settings, eng: Engine) -> None:
+    """:func:`reap` before other work; a problem here is logged and must not stop that work."""
+    try:
+        reap(settings, eng)
+    except Exception as exc:
+        log.info("could not reap abandoned runs (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _is_uuid(text: str) -> bool:

@@ -195,11 +195,13 @@ def begin(
     dry_run: bool = False,
     airflow_run_id: str | None = None,
 ) -> RunState:
-    """Create the run record and resolve the model (failing fast if there is none)."""
+    """Create the run record and resolve the model (failing fast if there is none); dead runs are reaped first."""
+    from pipeline.reap import reap_quietly  # reap imports publish, which this module imports only when publishing
+
     spec = load_job(settings.jobs_dir, job)
     eng = db.ready_engine(settings)
     store = open_store(settings)
-    _reap_quietly(settings, eng)
+    reap_quietly(settings, eng)
     run_id = str(uuid.uuid4())
     state = RunState(run_id, job, ds.isoformat(), run_prefix(job, ds.isoformat(), run_id), dry_run, model_version, airflow_run_id)
     runs.start(eng, run_id, job, ds, dry_run=dry_run, airflow_run_id=airflow_run_id, artifacts_uri=store.uri(state.prefix))
@@ -208,16 +210,6 @@ def begin(
         state.model_name, state.model_version, state.model_sha256 = mv.name, mv.version, mv.sha256
         runs.update(ctx.eng, run_id, model_name=mv.name, model_version=mv.version, model_sha256=mv.sha256)
     return state
-
-
-def _reap_quietly(settings: Settings, eng: Any) -> None:
-    """Reap dead runs before starting one; a problem here must not stop the new run."""
-    from pipeline.reap import reap
-
-    try:
-        reap(settings, eng)
-    except Exception as exc:
-        log.warning("could not reap abandoned runs (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def extract_step(settings: Settings, state: RunState) -> RunState:
