@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 PYTEST_ARGS ?=
 ROWS ?=
 
-.PHONY: help install run test lint airflow bench stop clean
+.PHONY: help install run test lint airflow bench stop clean compose-secrets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,8 +41,11 @@ bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS
 	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),)
 
 lint: install  ## ruff and mypy
-	$(UV) run --frozen ruff check pipeline dags tests tools bench
+	$(UV) run --frozen ruff check pipeline dags tests tools bench docker
 	$(UV) run --frozen mypy pipeline
+
+compose-secrets:  ## docker compose: random secrets in secrets/ (kept once made) and AIRFLOW_UID in .env
+	@"$(or $(PYTHON),python3)" tools/compose_secrets.py
 
 stop:  ## stop the embedded PostgreSQL (nothing to do before the first make run)
 	@if [ -x .venv/bin/nightscore ]; then .venv/bin/nightscore stop; else echo "no .venv yet: no embedded PostgreSQL to stop"; fi

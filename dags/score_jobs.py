@@ -1,9 +1,12 @@
 """
 # Nightly scoring: `score_<job>`
 
-One DAG per job spec in `dags/jobs/*.yml`: **extract → validate → score → publish → monitor**.
-Each task calls one `pipeline` step; only the run's small state (URIs, counts) goes through XCom,
-the data moves as Parquet through the artifact store.
+One DAG per job spec in `dags/jobs/*.yml`: **begin → shard × N → publish → monitor**.
+`begin` creates the run and splits the day into the job's `shards` (a stable hash of the entity key);
+each mapped `shard` task extracts, validates, scores and loads its own rows, on whichever worker runs
+it (retried alone if it fails); `publish` checks the whole day and swaps it in atomically; `monitor`
+measures drift and writes the manifest. Only the run's small state goes through XCom; the data moves
+as Parquet through the artifact store.
 
 **Which day a run scores**
 - a scheduled run scores the day its data interval covers: the run for day D has the interval
@@ -13,8 +16,8 @@ the data moves as Parquet through the artifact store.
   otherwise the latest complete day (Airflow 3's Trigger button gives no logical date by default).
 
 **Parameters** (trigger form, backfill run config, REST `conf`): `ds`, `model_version` (pin a
-registered version instead of the alias), `dry_run` (validate and score, publish nothing:
-the publish task is then *skipped* and no Asset event is emitted).
+registered version instead of the alias), `shards` (override the job spec's shard count), `dry_run`
+(validate and score, publish nothing: the publish task is then *skipped* and no Asset event is emitted).
 
 **Reruns are safe**: publishing replaces the (job, ds) partition in one transaction, so a retry,
 a rerun or a backfill leaves exactly one copy of the day. Validation failures and bad job specs
@@ -27,18 +30,18 @@ to the Airflow run id), and the run's artifacts (`runs/<job>/ds=<day>/<run_id>/`
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-import nightscore_tasks as nt
+from pipeline import airflow_tasks as nt
 from pipeline.jobs import JobSpec, load_all
 
 TIMEOUTS = {
-    "extract": timedelta(hours=1),
-    "validate": timedelta(hours=1),
-    "score": timedelta(hours=2),
+    "begin": timedelta(minutes=30),
+    "shard": timedelta(hours=3),
     "publish": timedelta(hours=1),
     "monitor": timedelta(minutes=30),
 }
@@ -65,6 +68,14 @@ def scoring_params(spec: JobSpec) -> dict[str, Param]:
             title="Model version",
             description=f"Pin a registered version of {spec.model.name} (see `nightscore model list`). Empty: the '{spec.model.alias}' alias.",
         ),
+        "shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=256,
+            title="Shards",
+            description=f"Split the day into this many shards, each a task of its own. Empty: the job spec's ({spec.shards}).",
+        ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and score, but publish nothing."),
     }
 
@@ -85,35 +96,35 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
     ) as dag:
         job = spec.name
 
-        @task(execution_timeout=TIMEOUTS["extract"])
-        def extract() -> dict[str, Any]:
-            return nt.extract(job, get_current_context())
+        @task(execution_timeout=TIMEOUTS["begin"])
+        def begin() -> list[dict[str, Any]]:
+            return nt.begin(job, get_current_context())
 
-        @task(execution_timeout=TIMEOUTS["validate"])
-        def validate(state: dict[str, Any]) -> dict[str, Any]:
-            return nt.step("validate", state, get_current_context())
-
-        @task(execution_timeout=TIMEOUTS["score"])
-        def score(state: dict[str, Any]) -> dict[str, Any]:
-            return nt.step("score", state, get_current_context())
+        @task(execution_timeout=TIMEOUTS["shard"], map_index_template="shard {{ shard_index }}")
+        def shard(work: dict[str, Any]) -> dict[str, Any]:
+            context = get_current_context()
+            context["shard_index"] = work["index"]  # type: ignore[literal-required]  # the mapped task's name in the UI
+            return nt.shard(work["state"], work["index"], context)
 
         @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])
-        def publish(state: dict[str, Any]) -> dict[str, Any]:
-            out = nt.step("publish", state, get_current_context())
+        def publish(work: list[dict[str, Any]]) -> dict[str, Any]:
+            context = get_current_context()
+            out = nt.step("publish", work[0]["state"], context)
             if out["dry_run"]:
                 raise AirflowSkipException(f"dry run: {out['counts'].get('scored')} rows scored, nothing published")
+            # what a downstream DAG scheduled on the asset reads from its triggering event
+            context["outlet_events"][asset].extra = nt.published_extra(out)
             return out
 
         @task(execution_timeout=TIMEOUTS["monitor"], trigger_rule="none_failed")
-        def monitor(scored: dict[str, Any]) -> dict[str, Any]:
+        def monitor(work: list[dict[str, Any]]) -> dict[str, Any]:
             published = get_current_context()["ti"].xcom_pull(task_ids="publish")
-            state = published or {**scored, "counts": {**scored["counts"], "published": 0}}
-            return nt.step("finish", state, get_current_context())
+            return nt.step("finish", published or work[0]["state"], get_current_context())
 
-        scored = score(validate(extract()))
-        publish(scored) >> monitor(scored)
+        work = begin()
+        shard.expand(work=work) >> publish(work) >> monitor(work)
     return dag
 
 
-for _spec in load_all(nt.JOBS_DIR):
+for _spec in load_all(nt.use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
     globals()[f"score_{_spec.name}"] = build_scoring_dag(_spec)

@@ -16,11 +16,12 @@ Undo a promotion with `nightscore model rollback --model <name>`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
-import nightscore_tasks as nt
+from pipeline import airflow_tasks as nt
 from pipeline.jobs import JobSpec, load_all
 
 
@@ -57,5 +58,5 @@ def build_training_dag(spec: JobSpec) -> DAG:
     return dag
 
 
-for _spec in load_all(nt.JOBS_DIR):
+for _spec in load_all(nt.use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
     globals()[f"train_{_spec.name}"] = build_training_dag(_spec)

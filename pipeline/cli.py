@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from functools import wraps
 from typing import Any
@@ -91,27 +92,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _setup_logging() -> None:
     """Warnings to the terminal; everything from INFO up, tracebacks included, to ``$NIGHTSCORE_HOME/logs/nightscore.log``."""
-    root = logging.getLogger()
-    if getattr(root, "_nightscore", False):
-        return
-    root._nightscore = True  # type: ignore[attr-defined]
-    root.setLevel(logging.INFO)
-    terminal = logging.StreamHandler()
-    terminal.setLevel(logging.WARNING)
-    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(terminal)
-    # a connection that died is reported once, in the error paragraph, not as the pool's traceback
-    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-    try:
-        logs = load_settings().home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(logs / "nightscore.log")
-    except Exception:  # a bad setting is reported by the command itself
-        return
-    file.setLevel(logging.INFO)
-    file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(file)
-    _ERRORS.addHandler(file)
+    from pipeline.logsetup import setup_logging
+
+    file = setup_logging()
+    if file is not None and file not in _ERRORS.handlers:
+        _ERRORS.addHandler(file)
 
 
 _ERRORS = logging.getLogger("nightscore.errors")
@@ -233,15 +218,54 @@ def score(
     ds: str | None = typer.Option(None, help="partition day (YYYY-MM-DD); default: yesterday"),
     model_version: int | None = typer.Option(None, "--model-version", min=1, help="pin a registered version instead of the job's alias"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and score, publish nothing"),
+    shards: str | None = typer.Option(
+        None, "--shards", help="split the day into N shards (or auto: one per core); default: the job spec's"
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, envvar="NIGHTSCORE_WORKERS", help="worker processes for the shards; default: one per core"
+    ),
 ) -> None:
     """Score one (job, day) partition and publish it atomically (safe to rerun)."""
     from pipeline.run import score_partition
 
     s = _settings()
     day = _day(ds, "--ds")
-    with out.status(f"scoring {job} {day}…"):
-        state = score_partition(s, job, day, model_version=model_version, dry_run=dry_run)
+    n = _shard_count(shards)
+    with _busy(f"scoring {job} {day}…", s, job, n):
+        state = score_partition(s, job, day, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers)
     _print_run(state)
+
+
+def _shard_count(value: str | None) -> int | None:
+    """``--shards``: a whole number from 1 up, or ``auto`` (one per core)."""
+    from pipeline import shards
+    from pipeline.jobs import MAX_SHARDS
+
+    if value is None:
+        return None
+    if value == "auto":
+        return shards.resolve("auto")
+    if value.isdigit() and 1 <= int(value) <= MAX_SHARDS:
+        return int(value)
+    raise NightscoreError(
+        f"--shards {value!r} is not a shard count", where="--shards", fix=f"give a number from 1 to {MAX_SHARDS}, or auto"
+    )
+
+
+@contextmanager
+def _busy(message: str, s: Settings, job: str, shard_count: int | None) -> Iterator[None]:
+    """A spinner while one shard runs here; a plain line when worker processes will be forked (a spinner
+    is a thread, and no thread may run while this process forks)."""
+    from pipeline import shards
+    from pipeline.jobs import load_job
+
+    n = shard_count or shards.resolve(load_job(s.jobs_dir, job).shards)
+    if n == 1:
+        with out.status(message):
+            yield
+    else:
+        out.print(f"{message} ({n} shards)")
+        yield
 
 
 @app.command()
@@ -252,6 +276,10 @@ def backfill(
     end: str = typer.Option(..., help="last day, inclusive (YYYY-MM-DD)"),
     model_version: int | None = typer.Option(None, "--model-version", min=1, help="pin a registered version"),
     dry_run: bool = typer.Option(False, "--dry-run"),
+    shards: str | None = typer.Option(None, "--shards", help="split each day into N shards (or auto); default: the job spec's"),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, envvar="NIGHTSCORE_WORKERS", help="worker processes for the shards; default: one per core"
+    ),
 ) -> None:
     """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1.
 
@@ -267,6 +295,7 @@ def backfill(
     from pipeline.schedule import latest_complete_day
 
     s = _settings()
+    n = _shard_count(shards)
     first, last = parse_ds(start, "--start"), parse_ds(end, "--end")
     if first > last:
         raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
@@ -286,17 +315,20 @@ def backfill(
         + (", dry run" if dry_run else "")
     )
     results: list[tuple[date, str, Any]] = []
-    with Progress(console=out, transient=True) as progress:
+    # refreshed by hand, never by a thread: the shards' worker processes are forked from this one
+    with Progress(console=out, transient=True, auto_refresh=False) as progress:
         task = progress.add_task(f"backfill {job}", total=len(days))
+        progress.refresh()
         for d in days:
             try:
-                state = score_partition(s, job, d, model_version=model_version, dry_run=dry_run)
+                state = score_partition(s, job, d, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers)
                 results.append((d, "ok", state))
                 _print_run(state)
             except NightscoreError as exc:
                 results.append((d, "failed", exc))
                 err.print(Text(f"{d} failed: {exc}", style="red"), soft_wrap=True)
             progress.advance(task)
+            progress.refresh()
     table = Table(
         "ds", "result", Column("published", justify="right"), Column("quarantined", justify="right"), "run", box=_BOX, pad_edge=False
     )
@@ -359,7 +391,8 @@ def runs(
             "data_docs": rec.get("data_docs_uri"),
             "manifest": rec.get("manifest_uri"),
         }
-        out.print_json(json.dumps({"reports": reports, "run": rec, "manifest": manifest}, default=str))
+        shard_rows = runs_mod.shards(eng, run_id)
+        out.print_json(json.dumps({"reports": reports, "run": rec, "shards": shard_rows, "manifest": manifest}, default=str))
         if rec.get("rows_quarantined"):
             out.print(
                 Text(

@@ -34,6 +34,35 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _secret_file(env: dict[str, str], name: str) -> str | None:
+    """The secret in the file ``$name`` names (the docker ``*_FILE`` convention), without its final newline.
+
+    A secret read from a file is never pasted into a URL or JSON by a person, so any character works."""
+    path = env.get(name)
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"{name}={path!r} cannot be read: {exc.strerror or exc}",
+            where="environment",
+            fix=f"point {name} at a readable file holding the secret, or unset it",
+        ) from None
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in it, escaped so that ``@ / : # %`` and quotes survive."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).set(password=password).render_as_string(hide_password=False)
+    except Exception as exc:
+        raise ConfigError(
+            "NIGHTSCORE_DATABASE_URL cannot be parsed", where="environment", fix="use postgresql://user@host:5432/dbname"
+        ) from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a stage needs to know about its surroundings."""
@@ -89,7 +118,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             where="environment",
             fix="use postgresql://user:password@host:5432/dbname, or unset it for the embedded database",
         )
-    _register_secrets(database_url, env.get("AWS_SECRET_ACCESS_KEY"))
+    db_password = _secret_file(env, "NIGHTSCORE_DATABASE_PASSWORD_FILE")
+    if db_password is not None:
+        if not database_url:
+            raise ConfigError(
+                "NIGHTSCORE_DATABASE_PASSWORD_FILE is set but NIGHTSCORE_DATABASE_URL is not",
+                where="environment",
+                fix="set NIGHTSCORE_DATABASE_URL=postgresql://user@host:5432/dbname (no password in it)",
+            )
+        database_url = _with_password(database_url, db_password)
+    s3_secret = _secret_file(env, "AWS_SECRET_ACCESS_KEY_FILE")
+    _register_secrets(database_url, env.get("AWS_SECRET_ACCESS_KEY"), s3_secret)
     return Settings(
         home=home,
         database_url=database_url,
@@ -104,6 +143,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         heartbeat_s=_int_env(env, "NIGHTSCORE_HEARTBEAT_SECONDS", 10),
         heartbeat_stale_s=_int_env(env, "NIGHTSCORE_HEARTBEAT_STALE_SECONDS", 120),
         handover_timeout_s=_int_env(env, "NIGHTSCORE_HANDOVER_TIMEOUT_SECONDS", 86_400),
+        # with a secret file the key pair is explicit; otherwise boto3's own chain finds the credentials
+        s3_access_key=(env.get("AWS_ACCESS_KEY_ID") or None) if s3_secret is not None else None,
+        s3_secret_key=s3_secret,
     )
 
 
@@ -124,7 +166,7 @@ def _register_secrets(database_url: str | None, *secrets: str | None) -> None:
 
 def settings_from_connections(base: Settings, postgres_uri: str | None, aws: dict[str, Any] | None) -> Settings:
     """Settings for a task inside Airflow: the database from a Postgres connection's URI, S3 access from an
-    AWS connection (``login``/``password`` as keys, ``extra.endpoint_url`` for MinIO, ``extra.region_name``)."""
+    AWS connection (``login``/``password`` as keys, ``extra.endpoint_url`` for an S3-compatible server, ``extra.region_name``)."""
     changes: dict[str, Any] = {}
     if postgres_uri:
         changes["database_url"] = postgres_uri

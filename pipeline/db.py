@@ -103,6 +103,17 @@ def libpq_uri(url: str) -> str:
 
 
 _ENGINES: dict[str, Engine] = {}
+_INHERITED: list[Any] = []
+
+
+def forget_inherited_engines() -> None:
+    """In a forked worker: leave the parent's pooled connections alone (they are its sessions) and open
+    new ones from here on. The old pools stay referenced until the worker's ``os._exit``: a connection
+    garbage-collected here would send PostgreSQL a goodbye on the parent's socket."""
+    for eng in _ENGINES.values():
+        _INHERITED.append(eng.pool)
+        eng.dispose(close=False)
+    _ENGINES.clear()
 
 
 def _engine_for(url: str) -> Engine:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from pipeline import db
 from pipeline.config import Settings
-from pipeline.errors import SourceError
+from pipeline.errors import NightscoreError, SourceError
 from pipeline.feed import BatchFeed
 from pipeline.jobs import JobSpec
 from pipeline.storage import ArtifactStore
@@ -34,13 +34,22 @@ def file_sha256(path: Path) -> str:
 
 
 def extract(
-    settings: Settings, spec: JobSpec, ds: date, store: ArtifactStore, prefix: str, workdir: Path, *, feed: BatchFeed | None = None
+    settings: Settings,
+    spec: JobSpec,
+    ds: date,
+    store: ArtifactStore,
+    prefix: str,
+    workdir: Path,
+    *,
+    sql: str | None = None,
+    feed: BatchFeed | None = None,
 ) -> Extracted:
-    """Run the job's source query for ``ds`` and store the rows as ``<prefix>/features.parquet``.
+    """Run the job's source query for ``ds`` (or ``sql``: one shard of it) and store the rows as
+    ``<prefix>/features.parquet``.
 
     With ``feed``, the schema and then each batch written are handed to it as well (the one-pass run
     validates them on another thread while the source is still being read)."""
-    sql = spec.source_sql(ds)
+    sql = sql or spec.source_sql(ds)
     out = workdir / "features.parquet"
     rows = 0
     try:
@@ -71,3 +80,44 @@ def extract(
     digest = file_sha256(out)
     uri = store.put_file(f"{prefix}/features.parquet", out, move=True)
     return Extracted(uri=uri, rows=rows, sha256=digest)
+
+
+def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, window: int = 14) -> NightscoreError:
+    """The error for a day the source has no rows for: the day, whether it is still in progress in the job's
+    timezone, and the nearest days within ``window`` days that do have rows (one cheap query per day tried)."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.errors import ValidationFailed
+    from pipeline.schedule import latest_complete_day
+    from pipeline.shards import subquery
+
+    complete = latest_complete_day(datetime.now(UTC), spec.timezone)
+    found: dict[str, date | None] = {"before": None, "after": None}
+    try:
+        with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+            for side, step in (("before", -1), ("after", 1)):
+                for k in range(1, window + 1):
+                    day = ds + timedelta(days=step * k)
+                    if day > complete and step > 0:
+                        break
+                    cur.execute(f"SELECT 1 FROM {subquery(spec.source_sql(day))} LIMIT 1")
+                    if cur.fetchone() is not None:
+                        found[side] = day
+                        break
+    except Exception:  # the hint is a courtesy; the error stands without it
+        pass
+
+    def near(side: str) -> str:
+        return str(found[side]) if found[side] else f"none in the {window} days {side}"
+
+    state = (
+        f"the day is still in progress in {spec.timezone} (the latest complete day is {complete})" if ds > complete else "a complete day"
+    )
+    over = f" over its {shards} shards" if shards > 1 else ""
+    suggestion = found["before"] or (found["after"] if found["after"] and found["after"] <= complete else None)
+    return ValidationFailed(
+        f"the source has no rows for {spec.name} {ds}{over} ({state}); the nearest days with rows: {near('before')} before, {near('after')} after",
+        where=str(spec.source.path(spec.spec_dir)),
+        fix=(f"score a day that has data (--ds {suggestion}), or " if suggestion else "")
+        + "check that the day's data has arrived in the source; nothing was published and the previous data is untouched",
+    )

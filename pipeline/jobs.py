@@ -100,6 +100,9 @@ class Training(_Strict):
         return check_cron(v)
 
 
+MAX_SHARDS = 256
+
+
 class ValidationPolicy(_Strict):
     policy: Literal["fail", "quarantine"] = "fail"
     max_bad_ratio: float = Field(default=0.0, ge=0, le=1)
@@ -118,6 +121,9 @@ class JobSpec(_Strict):
     schedule: str = "@daily"
     timezone: str = "UTC"
     max_active_runs: int = Field(default=4, ge=1)
+    # a day is split by a stable hash of the entity key into this many shards, each extracted, validated,
+    # scored and loaded on its own (a worker process, or a mapped Airflow task); "auto": one per core
+    shards: int | Literal["auto"] = 1
     entity_key: str = Field(pattern=NAME_RE)
     source: Source
     features: list[Feature] = Field(min_length=1)
@@ -135,6 +141,13 @@ class JobSpec(_Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         return check_cron(v)
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, v: int | str) -> int | str:
+        if v != "auto" and not 1 <= int(v) <= MAX_SHARDS:
+            raise ValueError(f"shards must be between 1 and {MAX_SHARDS}, or auto")
+        return v
 
     @field_validator("timezone")
     @classmethod

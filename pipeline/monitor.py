@@ -43,9 +43,14 @@ def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def drift_report(store: ArtifactStore, eng: Engine, spec: JobSpec, model_version: int | None, predictions_path: Path) -> dict[str, Any]:
-    """Score PSI against the model's holdout scores, with the job's warning threshold applied."""
-    scores = pq.read_table(predictions_path, columns=["score"]).column("score").to_numpy()
+def drift_report(
+    store: ArtifactStore, eng: Engine, spec: JobSpec, model_version: int | None, predictions: Path | list[Path]
+) -> dict[str, Any]:
+    """Score PSI against the model's holdout scores, with the job's warning threshold applied, over the
+    day's predictions (one file per shard)."""
+    paths = predictions if isinstance(predictions, list) else [predictions]
+    parts = [pq.read_table(p, columns=["score"]).column("score").to_numpy() for p in paths]
+    scores = np.concatenate(parts) if parts else np.array([], dtype=np.float64)
     report: dict[str, Any] = {"score_mean": float(scores.mean()) if len(scores) else None, "rows": int(len(scores))}
     if model_version is None:
         return report

@@ -1,9 +1,10 @@
 """Publish: bulk-load predictions into a new table (ADBC, COPY BINARY), then swap it in as the (job, ds)
 partition of ``predictions`` in one short transaction.
 
-``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Publishing loads
-the day into ``nightscore_staging.<table>`` (no lock on ``predictions``; the table carries the partition's
-CHECK constraint from the start), adds the primary key there, then, in one transaction: takes the (job, ds)
+``predictions`` is partitioned by RANGE over (job, ds), one partition per published day. Each shard of a
+run loads its rows into the run's ``nightscore_staging.<table>`` (no lock on ``predictions``; the table
+carries the partition's CHECK constraint from the start), each COPY checked against its file. Publishing
+the day then adds the primary key there (a doubled row fails it), then, in one transaction: takes the (job, ds)
 writers' row lock and the tables' locks with a short timeout (retried with backoff until a deadline),
 detaches and drops the old partition of the day (if any), attaches the new table and marks the run
 published. The DDL runs in SECURITY DEFINER functions (``sql/migrations/008``), so the writer role needs no
@@ -98,39 +99,55 @@ def load(settings: Settings, path: Path, table: str) -> int:
     return -1 if any(c < 0 for c in counts) else sum(counts)
 
 
-def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_id: str) -> Published:
-    """Make the predictions file the published (job, ds) partition, atomically, and mark the run published
-    in the same commit. Raises :class:`PublishTimeout` if other sessions hold the day's locks past the
-    deadline; the published day is then unchanged."""
-    expected = pq.ParquetFile(predictions_path).metadata.num_rows
-    # a fresh name per attempt: a retried task publishes again under the same run id, and the index
-    # created here keeps its name once the table is a partition
-    name = loading_table_name(run_id)
+def create_loading_table(eng: Engine, name: str, job: str, ds: date) -> None:
+    """The run's loading table, shaped like predictions and carrying the day's CHECK; its shards load into it."""
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text("SELECT nightscore_create_loading_table(:name, :job, CAST(:ds AS date))"), {"name": name, "job": job, "ds": ds}
+        )
+
+
+def load_shard(settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool) -> int:
+    """COPY one shard's predictions into the run's loading table. With ``clear`` (an earlier attempt of the
+    shard may have loaded rows) the shard's rows are deleted first: a retried shard replaces what it loaded
+    before and nothing else. Returns the rows loaded."""
+    expected = pq.ParquetFile(path).metadata.num_rows
+    if clear:
+        with eng.begin() as conn:
+            gone = conn.execute(
+                sa.text("SELECT nightscore_clear_shard(:name, :shard, :shards)"), {"name": name, "shard": shard, "shards": shards}
+            ).scalar()
+        if gone:
+            log.info("shard %d: %d rows of an earlier attempt removed from %s", shard, gone, name)
+    staged = load(settings, path, name)
+    staged = staged if staged >= 0 else expected
+    if staged != expected:
+        raise NightscoreError(
+            f"shard {shard} loaded {staged} rows but its predictions file has {expected}",
+            where=f"{STAGING_SCHEMA}.{name}",
+            fix="rerun the day; the published data was left as it was",
+        )
+    return staged
+
+
+def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: str, expected: int) -> Published:
+    """Make the loading table, which every shard has loaded (``expected`` rows, the shards' sum), the published
+    (job, ds) partition: add the primary key, and swap it in atomically, marking the run published in the
+    same commit. Raises :class:`PublishTimeout` if other sessions hold the day's locks
+    past the deadline. Any failure leaves the published day as it was and drops the loading table."""
     leaf = leaf_name(job, ds)
     params = {"name": name, "job": job, "ds": ds.isoformat(), "run_id": run_id, "leaf": leaf}
     eng = db.ready_engine(settings)
     clock = [time.perf_counter()]
     try:
-        with eng.begin() as conn:
-            conn.execute(sa.text("SELECT nightscore_create_loading_table(:name, :job, CAST(:ds AS date))"), params)
-        failpoints.reached("load")
-        staged = load(settings, predictions_path, name)
-        staged = staged if staged >= 0 else expected
-        clock.append(time.perf_counter())
-        if staged != expected:
-            raise NightscoreError(
-                f"publish of {job} {ds} loaded {staged} rows but the predictions file has {expected}",
-                where=f"{STAGING_SCHEMA}.{name}",
-                fix="rerun the day; the published data was left as it was",
-            )
         failpoints.reached("index")
         with eng.begin() as conn:
             conn.execute(sa.text("SELECT nightscore_seal_loading_table(:name)"), params)
         clock.append(time.perf_counter())
-        _swap(settings, eng, {**params, "rows": staged})
+        _swap(settings, eng, {**params, "rows": expected})
         clock.append(time.perf_counter())
-        t_load, t_seal, t_swap = (b - a for a, b in zip(clock, clock[1:], strict=False))
-        log.info("published %s %s (%d rows): load %.2f s, index %.2f s, swap %.2f s", job, ds, staged, t_load, t_seal, t_swap)
+        t_seal, t_swap = (b - a for a, b in zip(clock, clock[1:], strict=False))
+        log.info("published %s %s (%d rows): index %.2f s, swap %.2f s", job, ds, expected, t_seal, t_swap)
     except BaseException as exc:
         drop_loading_table(eng, name)
         if (
@@ -142,11 +159,12 @@ def publish(settings: Settings, job: str, ds: date, predictions_path: Path, run_
                 fix="the job's validation should refuse duplicate keys; check the entity_key in the job spec",
             ) from exc
         raise
-    return Published(rows=staged, partition=f"{PARTITIONS_SCHEMA}.{leaf}")
+    return Published(rows=expected, partition=f"{PARTITIONS_SCHEMA}.{leaf}")
 
 
 def loading_table_name(run_id: str) -> str:
-    """``load_<first 12 hex digits of the run id>_<12 random hex digits>``: the run that loads it is in the name."""
+    """``load_<first 12 hex digits of the run id>_<12 random hex digits>``: the run that loads it is in the name
+    (each run creates one, when it begins; a retried publish of the same run finds it by its row)."""
     return f"load_{run_id.replace('-', '')[:12]}_{uuid.uuid4().hex[:12]}"
 
 

@@ -5,7 +5,8 @@ A process killed with SIGKILL, a machine that died or a connection that never ca
 database, and ``nightscore runs --reap``)
 finds those by their owner and heartbeat, marks them, writes their manifest from the ledger, and removes
 what no live run needs: loading tables in ``nightscore_staging`` and work folders under ``NIGHTSCORE_HOME``.
-A table or folder of a run that is still alive is never touched.
+A table or folder of a run that is still alive is never touched, nor, until ``NIGHTSCORE_HANDOVER_TIMEOUT_SECONDS``
+has passed, one of a failed Airflow run: a task retry (a shard's, the publish's) takes such a run up again.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import logging
 import os
 import re
 import shutil
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from pipeline import db
+from pipeline import db, runs
 from pipeline.config import Settings
 from pipeline.publish import drop_loading_table
 from pipeline.storage import open_store, run_prefix
@@ -71,7 +71,7 @@ def why_gone(run: Any, settings: Settings, here: str) -> str | None:
 def reap(settings: Settings, eng: Engine | None = None) -> Reaped:
     """Mark runs whose process is gone as abandoned, and remove loading tables and work folders no live run owns."""
     eng = eng or db.ready_engine(settings)
-    here = socket.gethostname()
+    here = runs.hostname()
     done = Reaped()
     live: set[str] = set()
     with eng.connect() as conn:
@@ -95,6 +95,9 @@ def reap(settings: Settings, eng: Engine | None = None) -> Reaped:
         log.info("run %s (%s %s): %s", run.run_id, run.job, run.ds, error)
         done.runs.append({"run_id": str(run.run_id), "job": run.job, "ds": str(run.ds), "status": status, "error": error})
         _write_manifest(settings, eng, str(run.run_id))
+        runs.end_open_shards(eng, str(run.run_id), "abandoned")  # the shards still marked at work end with the run
+    with eng.connect() as conn:
+        live |= {str(r.run_id) for r in conn.execute(db.query("retryable_runs"), {"grace": settings.handover_timeout_s})}
     prefixes = {r.replace("-", "")[:12] for r in live}
     with eng.connect() as conn:
         tables = [r.name for r in conn.execute(db.query("list_loading_tables"))]
@@ -126,7 +129,6 @@ def _is_uuid(text: str) -> bool:
 
 def _write_manifest(settings: Settings, eng: Engine, run_id: str) -> None:
     """The abandoned run's manifest, from its ledger row (the process that would have written it is gone)."""
-    from pipeline import runs
 
     rec = runs.get(eng, run_id)
     if rec is None:

@@ -215,6 +215,9 @@ def load_booster(store: ArtifactStore, mv: ModelVersion) -> Any:
             where=mv.artifact_uri,
             fix=f"restore the object from a backup, or promote another version (nightscore model promote {mv.name} <version>)",
         )
+    from pipeline.shards import xgboost_ran
+
+    xgboost_ran()
     booster = xgb.Booster()
     booster.load_model(bytearray(data))
     if booster.feature_names and list(booster.feature_names) != mv.feature_names:

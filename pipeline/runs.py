@@ -34,9 +34,15 @@ def set_task(task: str | None, try_number: int | None) -> None:
     _TASK["task"], _TASK["try"] = task, try_number
 
 
+def hostname() -> str:
+    """This machine's name in the ledger: NIGHTSCORE_HOSTNAME (for several workers sharing one machine or
+    one container image), else the host name."""
+    return os.environ.get("NIGHTSCORE_HOSTNAME") or socket.gethostname()
+
+
 def owner() -> dict[str, Any]:
     """Who is working: this host and process, and the Airflow task instance if any."""
-    return {"owner_host": socket.gethostname(), "owner_pid": os.getpid(), "owner_task": _TASK["task"], "owner_try": _TASK["try"]}
+    return {"owner_host": hostname(), "owner_pid": os.getpid(), "owner_task": _TASK["task"], "owner_try": _TASK["try"]}
 
 
 _RUNS = sa.table(
@@ -63,6 +69,8 @@ _RUNS = sa.table(
             "error",
             "finished_at",
             "stage",
+            "shards",
+            "loading_table",
         )
     ),
 )
@@ -92,11 +100,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.every):
-            try:
-                with self.eng.begin() as conn:
-                    conn.execute(db.query("heartbeat_run"), {"run_id": self.run_id, **_who_keys()})
-            except Exception as exc:  # the run itself will meet the problem and say so
-                log.info("run %s: heartbeat not recorded (%s)", self.run_id, str(exc).splitlines()[0])
+            heartbeat(self.eng, self.run_id)
 
 
 def _who_keys() -> dict[str, Any]:
@@ -115,10 +119,7 @@ def owned(eng: Engine, run_id: str, stage: str, every: float = 10.0) -> Iterator
     the outermost use releases the run at the end: the next task, in another process, takes it up, and
     meanwhile no process is named. Elsewhere the process stays named, so that if it dies before the run
     is finished the reaper knows at once. Yields the run's status at the claim."""
-    with eng.begin() as conn:
-        status = conn.execute(db.query("claim_run"), {"run_id": run_id, "stage": stage, **owner()}).scalar()
-    if status is None:
-        raise NightscoreError(f"run {run_id} has no scoring_runs row", where="scoring_runs", fix="start the run again")
+    status = claim(eng, run_id, stage)
     if run_id in _OWNED:
         yield status
         return
@@ -128,6 +129,7 @@ def owned(eng: Engine, run_id: str, stage: str, every: float = 10.0) -> Iterator
         yield status
     finally:
         beat.stopped.set()
+        beat.join(30)  # no thread outlives the stage: the shards' worker processes are forked after it
         del _OWNED[run_id]
         if _TASK["task"] is not None:
             try:
@@ -135,6 +137,126 @@ def owned(eng: Engine, run_id: str, stage: str, every: float = 10.0) -> Iterator
                     conn.execute(db.query("release_run"), {"run_id": run_id, **_who_keys()})
             except Exception as exc:
                 log.info("run %s: could not release it (%s); the reaper will", run_id, str(exc).splitlines()[0])
+
+
+def claim(eng: Engine, run_id: str, stage: str) -> str:
+    """This process works on the run (in ``stage``) from now on; returns the run's status at the claim.
+
+    :func:`owned` adds a heartbeat thread; the parent of the shards' worker processes runs no thread (so
+    that forking them is safe) and calls :func:`heartbeat` itself."""
+    with eng.begin() as conn:
+        status = conn.execute(db.query("claim_run"), {"run_id": run_id, "stage": stage, **owner()}).scalar()
+    if status is None:
+        raise NightscoreError(f"run {run_id} has no scoring_runs row", where="scoring_runs", fix="start the run again")
+    return str(status)
+
+
+def heartbeat(eng: Engine, run_id: str) -> None:
+    """Refresh the run's heartbeat (as this process); a failure is logged, never raised: the run itself
+    will meet the problem and say so."""
+    try:
+        with eng.begin() as conn:
+            conn.execute(db.query("heartbeat_run"), {"run_id": run_id, **_who_keys()})
+    except Exception as exc:
+        log.info("run %s: heartbeat not recorded (%s)", run_id, str(exc).splitlines()[0])
+
+
+_SHARDS = sa.table(
+    "run_shards",
+    *(
+        sa.column(c)
+        for c in (
+            "run_id",
+            "shard",
+            "status",
+            "stage",
+            "rows_extracted",
+            "rows_valid",
+            "rows_quarantined",
+            "rows_scored",
+            "rows_loaded",
+            "features_uri",
+            "features_sha256",
+            "validation_uri",
+            "data_docs_uri",
+            "predictions_uri",
+            "validation_summary",
+            "seconds",
+            "resources",
+            "error",
+            "error_detail",
+            "finished_at",
+        )
+    ),
+)
+
+
+def plan_shards(eng: Engine, run_id: str, shards: int) -> None:
+    """One pending ``run_shards`` row per shard of the run."""
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO run_shards (run_id, shard, shards) VALUES (CAST(:run_id AS uuid), :shard, :shards) ON CONFLICT DO NOTHING"
+            ),
+            [{"run_id": run_id, "shard": i, "shards": shards} for i in range(shards)],
+        )
+
+
+def claim_shard(eng: Engine, run_id: str, shard: int) -> int:
+    """This process works on shard ``shard`` of the run: its attempt number (1 for the first).
+
+    A retry (attempt 2 and later) takes a failed run back to running, unless another of its shards has
+    failed too (that one's own retry will): a failed shard fails the day until it is done."""
+    with eng.begin() as conn:
+        attempt = conn.execute(db.query("claim_shard"), {"run_id": run_id, "shard": shard, **owner()}).scalar()
+        if attempt is None:
+            raise NightscoreError(f"run {run_id} has no shard {shard}", where="run_shards", fix="start the run again")
+        if attempt > 1:
+            conn.execute(db.query("revive_run"), {"run_id": run_id, "shard": shard})
+    return int(attempt)
+
+
+def update_shard(eng: Engine, run_id: str, shard: int, seconds: dict[str, float] | None = None, **fields: Any) -> None:
+    """Set columns of a shard's row; ``seconds`` are merged into its per-stage timings."""
+    values = {
+        k: (
+            sa.literal(json.loads(json.dumps(v, default=str)), JSONB)
+            if k in ("validation_summary", "error_detail", "resources") and v is not None
+            else v
+        )
+        for k, v in fields.items()
+    }
+    stmt = sa.update(_SHARDS).where(_SHARDS.c.run_id == sa.cast(sa.literal(run_id), sa.Uuid), _SHARDS.c.shard == shard)
+    if seconds:
+        values["seconds"] = _SHARDS.c.seconds.op("||")(sa.cast(sa.literal(json.dumps(seconds)), JSONB))
+    with eng.begin() as conn:
+        conn.execute(stmt.values(**values))
+
+
+def end_open_shards(eng: Engine, run_id: str, status: str) -> None:
+    """The run has ended: its shards still marked at work end with it (``interrupted`` or ``abandoned``)."""
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE run_shards SET status = :status, finished_at = now() "
+                "WHERE run_id = CAST(:r AS uuid) AND status IN ('pending', 'running')"
+            ),
+            {"r": run_id, "status": status},
+        )
+
+
+def shard_status(eng: Engine, run_id: str, shard: int) -> str | None:
+    with eng.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT status FROM run_shards WHERE run_id = CAST(:r AS uuid) AND shard = :s"), {"r": run_id, "s": shard}
+        ).scalar()
+
+
+def shards(eng: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The run's shard rows, in shard order."""
+    with eng.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM run_shards WHERE run_id = CAST(:r AS uuid) ORDER BY shard"), {"r": run_id})
+        return [dict(r._mapping) for r in rows]
 
 
 def update(eng: Engine, run_id: str, **fields: Any) -> None:
@@ -155,6 +277,15 @@ def update(eng: Engine, run_id: str, **fields: Any) -> None:
 def stage_seconds(eng: Engine, run_id: str, stage: str, seconds: float) -> None:
     with eng.begin() as conn:
         conn.execute(db.query("add_stage_seconds"), {"run_id": run_id, "stage": stage, "seconds": round(seconds, 4)})
+
+
+def merge_stage_seconds(eng: Engine, run_id: str, seconds: dict[str, float]) -> None:
+    """Several stages' seconds in one statement (the shards' stages, at publish)."""
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE scoring_runs SET stage_seconds = stage_seconds || CAST(:s AS jsonb) WHERE run_id = CAST(:r AS uuid)"),
+            {"s": json.dumps(seconds), "r": run_id},
+        )
 
 
 def finish(eng: Engine, run_id: str, status: str, **fields: Any) -> None:

@@ -1,4 +1,4 @@
-"""The S3 artifact store (AWS S3, MinIO and other S3-compatible servers) through boto3."""
+"""The S3 artifact store (AWS S3, SeaweedFS, MinIO and other S3-compatible servers) through boto3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The artifact store: a local folder or S3 (MinIO, any S3-compatible server), behind one small interface.
+"""The artifact store: a local folder or S3 (AWS, SeaweedFS, any S3-compatible server), behind one small interface.
 
 Objects reach their final key only when complete: the local store writes a temporary file beside
 the target and renames it; S3 makes a PUT (or a multipart upload) visible only once it finishes.

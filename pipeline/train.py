@@ -104,6 +104,9 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         to_matrix(train_t, spec), label=_labels(train_t, t.label), feature_names=names, feature_types=types, enable_categorical=True
     )
     x_hold, y_hold = to_matrix(hold_t, spec), _labels(hold_t, t.label)
+    from pipeline.shards import xgboost_ran
+
+    xgboost_ran()
     booster = xgb.train(params, dtrain, num_boost_round=t.num_boost_round)
     p_hold = booster.inplace_predict(x_hold)
     metrics = {

@@ -41,6 +41,9 @@ from pipeline.jobs import Feature, JobSpec
 from pipeline.storage import stream_parquet
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# GX logs one INFO line per public function as it imports ("Skipping registering function ..."): about 200
+# lines that buried every Airflow task log. Its warnings and errors still show.
+logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
 log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = 5
@@ -216,16 +219,20 @@ def build_rules(spec: JobSpec, dtypes: dict[str, Any]) -> list[Rule]:
     return rules
 
 
-def build_day_rules(spec: JobSpec, has_key: bool) -> list[Rule]:
-    """The day suite, run once on the day's entity keys."""
-    rules: list[Rule] = [
-        (
-            "ExpectTableRowCountToBeBetween",
-            {"min_value": spec.validation.min_rows},
-            f"must have at least {spec.validation.min_rows} row(s)",
-            False,
+def build_day_rules(spec: JobSpec, has_key: bool, whole_day: bool = True) -> list[Rule]:
+    """The day suite, run once on the day's entity keys (a shard's keys: one key is always in the same
+    shard, so uniqueness holds per shard). The row count is a rule of the whole day: for one shard of
+    several, :func:`check_day` applies it to the shards' sum instead."""
+    rules: list[Rule] = []
+    if whole_day:
+        rules.append(
+            (
+                "ExpectTableRowCountToBeBetween",
+                {"min_value": spec.validation.min_rows},
+                f"must have at least {spec.validation.min_rows} row(s)",
+                False,
+            )
         )
-    ]
     if has_key:
         # a row without a key can be neither published nor quarantined: always fail
         rules.append(("ExpectColumnValuesToNotBeNull", {"column": spec.entity_key}, "entity key must not be null", False))
@@ -442,8 +449,14 @@ def render_data_docs(result: Any) -> str:
     return str(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
 
 
-def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, render: bool = True) -> ValidationOutcome:
-    """Apply the contract and the job's policy to a partition given as Arrow record batches."""
+def validate_batches(
+    spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.RecordBatch], *, render: bool = True, whole_day: bool = True
+) -> ValidationOutcome:
+    """Apply the contract and the job's policy to a partition given as Arrow record batches.
+
+    With ``whole_day=False`` (one shard of several) the day's rules (the row count, the share of bad rows)
+    are left to :func:`check_day`, over every shard; a shard with bad rows under ``quarantine`` sets them
+    aside whatever their share."""
     key = spec.entity_key if spec.entity_key in schema.names else None
     results, keys, rows = [], [], 0
     head: pa.RecordBatch | pa.Table = schema.empty_table()
@@ -452,13 +465,13 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
         if suites is None:
             # a copy of the first rows: a slice would keep the whole first batch alive to the end
             head = batch.take(pa.array(range(min(100, batch.num_rows)), pa.int32()))
-            suites = _suites(spec, schema, head, key)
+            suites = _suites(spec, schema, head, key, whole_day)
         rows += batch.num_rows
         if key:
             keys.append(batch.column(key))
         results.append(suites.run(suites.BATCH, to_frame(batch), key))
     if suites is None:  # an empty partition: every suite still runs, on no rows
-        suites = _suites(spec, schema, head, key)
+        suites = _suites(spec, schema, head, key, whole_day)
         results.append(suites.run(suites.BATCH, to_frame(schema.empty_table()), key))
     schema_result = suites.run(suites.SCHEMA, schema_frame(head), key)
     key_col = pa.chunked_array(keys, type=schema.field(key).type) if key else None
@@ -473,20 +486,22 @@ def validate_batches(spec: JobSpec, schema: pa.Schema, batches: Iterable[pa.Reco
     if reasons and key_col is not None:  # rows, not keys: each row of a duplicated key counts
         bad = pa.array(list(reasons), type=key_col.type)
         bad_rows = int(pc.sum(pc.is_in(key_col, value_set=bad)).as_py() or 0)
-    outcome = apply_policy(spec, rules, rows, _trim(merged.to_json_dict()), reasons, bad_rows)
+    outcome = apply_policy(spec, rules, rows, _trim(merged.to_json_dict()), reasons, bad_rows, whole_day=whole_day)
     if render:
         outcome.html = render_data_docs(merged)
     return outcome
 
 
-def _suites(spec: JobSpec, schema: pa.Schema, head: pa.RecordBatch | pa.Table, key: str | None) -> _Suites:
+def _suites(spec: JobSpec, schema: pa.Schema, head: pa.RecordBatch | pa.Table, key: str | None, whole_day: bool = True) -> _Suites:
     dtypes = dict(schema_frame(head).dtypes)
-    return _Suites(spec, build_schema_rules(spec, dtypes), build_rules(spec, dtypes), build_day_rules(spec, key is not None))
+    return _Suites(spec, build_schema_rules(spec, dtypes), build_rules(spec, dtypes), build_day_rules(spec, key is not None, whole_day))
 
 
-def validate_parquet(spec: JobSpec, path: Path, batch_rows: int = 250_000, *, render: bool = True) -> ValidationOutcome:
+def validate_parquet(
+    spec: JobSpec, path: Path, batch_rows: int = 250_000, *, render: bool = True, whole_day: bool = True
+) -> ValidationOutcome:
     pf = stream_parquet(path)
-    return validate_batches(spec, pf.schema_arrow, pf.iter_batches(batch_size=batch_rows), render=render)
+    return validate_batches(spec, pf.schema_arrow, pf.iter_batches(batch_size=batch_rows), render=render, whole_day=whole_day)
 
 
 def validate_frame(spec: JobSpec, df: pd.DataFrame, batch_rows: int = 250_000) -> ValidationOutcome:
@@ -509,9 +524,17 @@ def bad_rows_by_key(rules: list[RuleOutcome]) -> dict[Any, list[str]]:
 
 
 def apply_policy(
-    spec: JobSpec, rules: list[RuleOutcome], n: int, gx_json: dict[str, Any], quarantined: dict[Any, list[str]], bad_rows: int
+    spec: JobSpec,
+    rules: list[RuleOutcome],
+    n: int,
+    gx_json: dict[str, Any],
+    quarantined: dict[Any, list[str]],
+    bad_rows: int,
+    *,
+    whole_day: bool = True,
 ) -> ValidationOutcome:
-    """Decide the run's fate: pass, pass with the bad rows quarantined, or fail."""
+    """Decide the run's fate: pass, pass with the bad rows quarantined, or fail. For one shard of several
+    (``whole_day=False``) the share of bad rows is judged over the whole day, by :func:`check_day`."""
     failed = [r for r in rules if not r.success]
     if not failed:
         return ValidationOutcome(True, True, n, rules, {}, f"all {len(rules)} rules passed on {n} rows", gx_json)
@@ -520,12 +543,40 @@ def apply_policy(
     share = bad_rows / n if n else 1.0
     header = f"validation of job {spec.name!r} failed: {len(failed)} rule(s) broken on {n} rows"
     lines = [r.sentence() for r in failed]
-    if policy.policy == "quarantine" and not table_failures and share <= policy.max_bad_ratio and bad_rows < n:
+    within = (share <= policy.max_bad_ratio and bad_rows < n) or not whole_day
+    if policy.policy == "quarantine" and not table_failures and within:
         msg = f"{bad_rows} of {n} rows ({share:.2%}) quarantined, within the limit of {policy.max_bad_ratio:.2%}: " + "; ".join(lines)
         return ValidationOutcome(False, True, n, rules, quarantined, msg, gx_json, rows_quarantined=bad_rows)
     if policy.policy == "quarantine" and not table_failures:
         header += f"; {bad_rows} bad rows ({share:.2%}) exceed max_bad_ratio {policy.max_bad_ratio:.2%}"
     return ValidationOutcome(False, False, n, rules, {}, header + ": " + "; ".join(lines), gx_json)
+
+
+def check_day(spec: JobSpec, ds: Any, rows: int, quarantined: int, shards: int, where: str) -> None:
+    """The day's own rules over all its shards: at least ``min_rows`` rows, and (policy ``quarantine``) a
+    share of bad rows within ``max_bad_ratio`` with some rows left to publish. One shard's validation
+    already applied them; with several, each shard only knows its own part of the day."""
+    policy = spec.validation
+    untouched = "nothing was published and the previous data is untouched"
+    over = f" over its {shards} shards" if shards > 1 else ""
+    if rows < policy.min_rows:
+        raise ValidationFailed(
+            f"validation of job {spec.name!r} failed: the source returned {rows} row(s) for {ds}{over}, fewer than min_rows {policy.min_rows}",
+            where=where,
+            fix=f"check that the day's data has arrived in the source ({spec.source.sql}), or lower validation.min_rows in "
+            f"{spec.spec_path.name}; {untouched}",
+        )
+    if not quarantined:
+        return
+    share = quarantined / rows
+    if share > policy.max_bad_ratio or quarantined >= rows:
+        raise ValidationFailed(
+            f"validation of job {spec.name!r} failed: {quarantined} bad rows of {rows} ({share:.2%}){over} exceed max_bad_ratio "
+            f"{policy.max_bad_ratio:.2%}",
+            where=where,
+            fix=f"correct the source rows listed in quarantined_rows and the shards' validation reports, or raise "
+            f"validation.max_bad_ratio in {spec.spec_path.name}; {untouched}",
+        )
 
 
 def raise_if_failed(outcome: ValidationOutcome, spec: JobSpec, where: str) -> None:

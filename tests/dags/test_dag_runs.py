@@ -20,11 +20,11 @@ pytestmark = pytest.mark.integration
 def dag(dag_id: str):
     """A freshly parsed DAG: an in-process ``dag.test()`` folds its run conf into the DAG object's params,
     so each run gets its own parse, as each task does in a real deployment."""
-    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     from pipeline.config import PROJECT_ROOT
 
-    bag = BundleDagBag(dag_folder=str(PROJECT_ROOT / "dags"), bundle_path=PROJECT_ROOT / "dags")
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert bag.import_errors == {}
     return bag.dags[dag_id]
 
@@ -78,6 +78,38 @@ def test_scoring_dag_publishes_and_reruns_identically(airflow_settings):
         assert conn.execute(sa.text("SELECT count(*) FROM predictions WHERE job='churn'")).scalar() == 3_000
 
 
+def test_the_asset_event_says_which_day_run_and_model_it_published(airflow_settings):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    dr = dag("score_churn").test(logical_date=_at(DAY))
+    assert str(dr.state) == "success", _states(dr)
+    [run] = _runs(airflow_settings, dr.run_id)
+    with create_session() as session:
+        event = session.scalars(sa.select(AssetEvent).where(AssetEvent.source_run_id == dr.run_id)).one()
+        extra = dict(event.extra)
+    assert extra == {
+        "job": "churn",
+        "ds": DAY.isoformat(),
+        "run_id": str(run["run_id"]),
+        "model_name": "churn_xgb",
+        "model_version": run["model_version"],
+        "shards": 1,
+        "rows_published": 3_000,
+        "rows_quarantined": 0,
+    }
+
+
+def test_sharded_dag_run_maps_one_task_per_shard(airflow_settings):
+    dr = dag("score_churn").test(logical_date=_at(DAY), run_conf={"shards": 3})
+    assert str(dr.state) == "success", _states(dr)
+    shard_tis = [ti for ti in dr.get_task_instances() if ti.task_id == "shard"]
+    assert sorted(ti.map_index for ti in shard_tis) == [0, 1, 2] and {str(ti.state) for ti in shard_tis} == {"success"}
+    [run] = _runs(airflow_settings, dr.run_id)
+    assert run["status"] == "succeeded" and run["shards"] == 3 and run["rows_published"] == 3_000
+    assert len({r.entity_id for r in _rows(airflow_settings)}) == 3_000
+
+
 def test_dry_run_publishes_nothing_and_skips_the_asset(airflow_settings):
     dr = dag("score_churn").test(logical_date=_at(DAY), run_conf={"dry_run": True})
     assert str(dr.state) == "success", _states(dr)
@@ -122,7 +154,8 @@ def test_invalid_partition_fails_once_without_retries_and_keeps_the_published_da
     dr = dag("score_churn").test(logical_date=_at(DAY))
     assert str(dr.state) == "failed"
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
-    assert str(tis["validate"].state) == "failed" and tis["validate"].try_number == 1  # no retry for bad input
+    assert str(tis["shard"].state) == "failed" and tis["shard"].try_number == 1  # no retry for bad input
+    assert str(tis["publish"].state) == "upstream_failed"
     assert _rows(airflow_settings) == before
     failed = [r for r in _runs(airflow_settings, dr.run_id) if r["status"] == "failed"]
     assert failed and "plan" in failed[0]["error"]

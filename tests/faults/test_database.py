@@ -83,14 +83,17 @@ def test_server_restarted_between_airflow_steps(own_server, own_settings):
     from pipeline import run
 
     s = own_settings
-    runs.set_task("score_churn.extract manual__test", 1)
+    runs.set_task("score_churn.begin manual__test", 1)
     try:
-        state = run.extract_step(s, run.begin(s, JOB, DAY)).to_dict()
+        state = run.begin(s, JOB, DAY, shard_count=2).to_dict()
         assert run_record(s, state["run_id"])["owner_pid"] is None  # handed over: no process holds it
         own_server.restart()
-        for name, step in (("validate", run.validate_step), ("score", run.score_step), ("publish", run.publish_step)):
-            runs.set_task(f"score_churn.{name} manual__test", 1)
-            state = step(s, run.RunState.from_dict(state)).to_dict()
+        for index in (0, 1):
+            runs.set_task(f"score_churn.shard[{index}] manual__test", 1)
+            run.shard_step(s, run.RunState.from_dict(state), index)
+            own_server.restart()
+        runs.set_task("score_churn.publish manual__test", 1)
+        state = run.publish_step(s, run.RunState.from_dict(state)).to_dict()
         own_server.restart()
         runs.set_task("score_churn.monitor manual__test", 2)
         state = run.finish_step(s, run.RunState.from_dict(state)).to_dict()

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import threading
+from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -153,9 +154,18 @@ def test_string_in_numeric_column(local_settings, published, tmp_path):
 
 
 def test_empty_partition(local_settings, published, tmp_path):
-    s = _job(local_settings, tmp_path, COLUMNS, where="AND false")
-    run = _fails(s, published, "table: must have at least 1 row(s) (observed: 0)")
-    assert run["rows_extracted"] == 0
+    """A day the source has no rows for says so, with the nearest days that have rows, not contract advice."""
+    s = _job(local_settings, tmp_path, COLUMNS, where=f"AND ds <> DATE '{DAY}'")
+    with pytest.raises(ValidationFailed) as info:
+        score_partition(s, "churn", DAY)
+    message = str(info.value)
+    before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    assert f"the source has no rows for churn {DAY} (a complete day)" in message, message
+    assert f"the nearest days with rows: {before} before, {after} after" in message, message
+    assert f"--ds {before}" in message and "contract" not in message
+    assert _published(s) == published
+    run = _last_run(s)
+    assert run["status"] == "failed" and run["rows_extracted"] == 0 and "no rows" in run["error"]
 
 
 def test_null_entity_key_always_fails(local_settings, published, tmp_path):
@@ -283,13 +293,13 @@ def test_source_failing_midway_fails_the_extract_and_stops_the_validation_thread
 
 
 def test_one_pass_extract_and_validate_matches_the_two_steps(local_settings, tmp_path):
-    """score_partition's one pass gives the same snapshot, counts and rule results as extract_step then
-    validate_step (what the Airflow tasks run), here on a day with quarantined rows, validated in five GX
-    runs of 700 rows by the one pass and in one run by the two steps."""
+    """A shard's one pass (extract feeding a GX thread) gives the same snapshot, counts and rule results as
+    extract_shard then validate_shard, here on a day with quarantined rows, validated in five GX runs of 700
+    rows by the one pass and in one run by the two steps."""
     bad = _job(local_settings, tmp_path, _replace("monthly_spend", "CASE WHEN customer_id % 500 = 7 THEN -1 ELSE monthly_spend END"))
     small = bad.with_overrides(validate_batch_rows=700)
-    one = run_steps.extract_validate_step(small, run_steps.begin(small, "churn", DAY))
-    two = run_steps.validate_step(bad, run_steps.extract_step(bad, run_steps.begin(bad, "churn", DAY)))
+    one = run_steps.extract_validate(small, run_steps.open_shard(small, run_steps.begin(small, "churn", DAY), 0))
+    two = run_steps.validate_shard(bad, run_steps.extract_shard(bad, run_steps.open_shard(bad, run_steps.begin(bad, "churn", DAY), 0)))
     assert one.counts == two.counts and one.counts["quarantined"] == CUSTOMERS // 500
     assert one.features_sha256 == two.features_sha256
     store = open_store(bad)
@@ -307,16 +317,16 @@ def _predictions(settings, state):
 
 
 def test_scoring_during_validation_gives_the_predictions_of_scoring_after_it(local_settings, caplog):
-    """score_partition scores the snapshot while validation finishes; the Airflow tasks score after the
-    validate task. The predictions must be the same, and the one-pass run records a score stage."""
+    """A shard scores the snapshot while validation finishes; scored after validation, stage by stage, the
+    predictions must be the same, and the one-pass run records a score stage."""
     with caplog.at_level(logging.INFO, logger="pipeline.run"):
         one = score_partition(local_settings, "churn", DAY)
     assert not [r for r in caplog.records if "scoring during validation failed" in r.getMessage()]  # not the fallback
-    state = run_steps.begin(local_settings, "churn", DAY)
-    for step in (run_steps.extract_step, run_steps.validate_step, run_steps.score_step):
-        state = step(local_settings, state)
-    assert one.features_sha256 == state.features_sha256
-    first, second = _predictions(local_settings, one), _predictions(local_settings, state)
+    shard = run_steps.open_shard(local_settings, run_steps.begin(local_settings, "churn", DAY), 0)
+    for step in (run_steps.extract_shard, run_steps.validate_shard, run_steps.score_shard):
+        shard = step(local_settings, shard)
+    assert one.features_sha256 == shard.features_sha256
+    first, second = _predictions(local_settings, one), _predictions(local_settings, shard)
     assert len(first) == CUSTOMERS and first == second
-    assert list(one.seconds)[:4] == ["resolve_model", "extract", "validate", "score"]
+    assert list(one.seconds)[:1] == ["resolve_model"] and {"extract", "validate", "score", "load"} <= set(one.seconds)
     assert one.counts["scored"] == one.counts["published"] == CUSTOMERS

@@ -66,7 +66,15 @@ def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
     manifest = json.loads(store.get_bytes(store.key(state.manifest_uri)))
     assert manifest["status"] == "succeeded" and manifest["run_id"] == state.run_id
     assert manifest["airflow_run_id"] == "manual__2026-03-16"
-    assert manifest["counts"] == {"extracted": CUSTOMERS, "valid": CUSTOMERS, "quarantined": 0, "scored": CUSTOMERS, "published": CUSTOMERS}
+    assert manifest["counts"] == {
+        "extracted": CUSTOMERS,
+        "valid": CUSTOMERS,
+        "quarantined": 0,
+        "scored": CUSTOMERS,
+        "loaded": CUSTOMERS,
+        "published": CUSTOMERS,
+    }
+    assert [(sh["shard"], sh["status"], sh["rows_loaded"]) for sh in manifest["shards"]] == [(0, "loaded", CUSTOMERS)]
     assert len(manifest["features"]["sha256"]) == 64
     assert manifest["model"]["name"] == "churn_xgb" and manifest["model"]["version"] == 1 and len(manifest["model"]["sha256"]) == 64
     assert manifest["versions"]["nightscore"] == pipeline.__version__ and manifest["versions"]["xgboost"]

@@ -109,3 +109,17 @@ def test_data_docs_render_the_merged_result(good):
     table = pa.Table.from_pandas(good, preserve_index=False)
     out = validate_batches(SPEC, table.schema, table.to_batches(max_chunksize=200))
     assert "<html" in out.html.lower() and "monthly_spend" in out.html and "customer_id" in out.html
+
+
+def test_importing_gx_through_the_pipeline_logs_no_registration_noise():
+    """GX's ~200 "Skipping registering function" INFO lines at import are kept out of task logs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "import pipeline.validate as v; v._gx_context(); print('done')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "done" in out.stdout
+    assert "Skipping registering" not in out.stdout + out.stderr

@@ -1,7 +1,9 @@
 """Task bodies shared by the nightscore DAGs: read connections, pick the day, call one `pipeline` step.
 
-Nothing here runs at parse time. Every import of the heavy libraries (pandas, pyarrow, xgboost,
-great_expectations, sqlalchemy, boto3) happens inside a task, on the worker.
+Imported by the DAG files in ``dags/`` only (it needs Airflow; the rest of ``pipeline`` does not). It lives in
+the installed package so that every tool finds it: Airflow's DAG processor, a plain ``DagBag('dags')``,
+``python dags/score_jobs.py``. Nothing here runs at parse time: every import of the heavy libraries (pandas,
+pyarrow, xgboost, great_expectations, sqlalchemy, boto3) happens inside a task, on the worker.
 """
 
 from __future__ import annotations
@@ -16,7 +18,19 @@ from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryActi
 
 log = logging.getLogger(__name__)
 
-JOBS_DIR = Path(os.environ.get("NIGHTSCORE_JOBS_DIR") or Path(__file__).resolve().parent / "jobs")
+# the job specs: NIGHTSCORE_JOBS_DIR, else the `jobs` folder beside the DAG files (use_jobs_dir)
+JOBS_DIR = Path(os.environ.get("NIGHTSCORE_JOBS_DIR") or Path(__file__).resolve().parent.parent / "dags" / "jobs")
+
+
+def use_jobs_dir(folder: Path) -> Path:
+    """Called by each DAG file with the ``jobs`` folder beside it: the job specs its DAGs and tasks read,
+    unless NIGHTSCORE_JOBS_DIR names others. Returns the folder in use."""
+    global JOBS_DIR
+    if not os.environ.get("NIGHTSCORE_JOBS_DIR"):
+        JOBS_DIR = folder
+    return JOBS_DIR
+
+
 POSTGRES_CONN_ID = os.environ.get("NIGHTSCORE_POSTGRES_CONN_ID", "nightscore_postgres")
 AWS_CONN_ID = os.environ.get("NIGHTSCORE_AWS_CONN_ID", "nightscore_s3")
 
@@ -129,8 +143,10 @@ def _as_owner(context: Any) -> None:
     runs.set_task(task, getattr(ti, "try_number", None))
 
 
-def extract(job: str, context: Any) -> dict[str, Any]:
-    """Create the run record, resolve the model (alias or pinned version), extract the partition."""
+def begin(job: str, context: Any) -> list[dict[str, Any]]:
+    """Create the run record, resolve the model (alias or pinned version), plan the shards and create the
+    loading table they fill. Returns one item per shard, ``{"state": <the run>, "index": i}``: what the mapped
+    shard task expands over, and what publish and monitor read the run's state from."""
     from pipeline import run
     from pipeline.jobs import load_job
 
@@ -146,24 +162,61 @@ def extract(job: str, context: Any) -> dict[str, Any]:
             model_version=_optional_int(params.get("model_version")),
             dry_run=bool(params.get("dry_run")),
             airflow_run_id=context["dag_run"].run_id,
+            shard_count=_optional_int(params.get("shards")),
         )
-        log.info("run %s: model %s v%s%s", state.run_id, state.model_name, state.model_version, " (pinned)" if state.pinned_version else "")
-        return run.extract_step(settings, state).to_dict()
+    log.info(
+        "run %s: model %s v%s%s, %d shard(s)",
+        state.run_id,
+        state.model_name,
+        state.model_version,
+        " (pinned)" if state.pinned_version else "",
+        state.shards,
+    )
+    return [{"state": state.to_dict(), "index": i} for i in range(state.shards)]
+
+
+def shard(state: dict[str, Any], index: int, context: Any) -> dict[str, Any]:
+    """One shard of the run, end to end (extract, validate, score, load), on whichever worker runs it. A retry
+    of this task replaces what its earlier try loaded, nothing else."""
+    from pipeline import run
+
+    _as_owner(context)
+    with run.interruptible():
+        out = run.shard_step(task_settings(), run.RunState.from_dict(state), index)
+    log.info(
+        "run %s %s %s: shard %d of %d done (try %d); counts %s", out.run_id, out.job, out.ds, index, out.shards, out.attempt, out.counts
+    )
+    return {"shard": index, "attempt": out.attempt, "counts": out.counts, "seconds": out.seconds}
 
 
 def step(name: str, state: dict[str, Any], context: Any | None = None) -> dict[str, Any]:
-    """Run one later step (validate, score, publish, finish) on the state the previous task returned.
+    """Run a day-level step (publish, finish) on the run's state once every shard is loaded.
 
     SIGTERM (Airflow stopping the task) ends the step as ``interrupted``, after its clean-up."""
     from pipeline import run
 
     if context is not None:
         _as_owner(context)
-    fn = {"validate": run.validate_step, "score": run.score_step, "publish": run.publish_step, "finish": run.finish_step}[name]
+    fn = {"publish": run.publish_step, "finish": run.finish_step}[name]
     with run.interruptible():
         out = fn(task_settings(), run.RunState.from_dict(state))
     log.info("run %s %s %s: %s done; counts %s", out.run_id, out.job, out.ds, name, out.counts)
     return out.to_dict()
+
+
+def published_extra(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``extra`` of the Asset event a publish emits: which day, run and model, and the counts."""
+    counts = state.get("counts") or {}
+    return {
+        "job": state["job"],
+        "ds": state["ds"],
+        "run_id": state["run_id"],
+        "model_name": state.get("model_name"),
+        "model_version": state.get("model_version"),
+        "shards": state.get("shards", 1),
+        "rows_published": counts.get("published", 0),
+        "rows_quarantined": counts.get("quarantined", 0),
+    }
 
 
 def train(job: str, context: Any) -> dict[str, Any]:
