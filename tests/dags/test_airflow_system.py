@@ -202,7 +202,7 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
         ).one()
     assert run["status"] == "succeeded" and run["shards"] == 4 and run["rows_published"] == 3_000
     assert [p["status"] for p in parts] == ["loaded"] * 4 and sum(p["rows_loaded"] for p in parts) == 3_000
-    assert {p["owner_host"] for p in parts} == {"w1", "w2"}, [(p["shard"], p["owner_host"]) for p in parts]  # both workers
+    assert {p["owner_host"] for p in parts} == {"w1", "w2"}, ([(p["shard"], p["owner_host"]) for p in parts], _tail(log_path))  # both workers
     assert all(p["owner_task"].startswith(f"score_churn.shard[{p['shard']}] ") for p in parts)
     assert (day.n, day.keys, day.runs) == (3_000, 3_000, 1)  # once, whole, from one run
 
