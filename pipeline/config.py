@@ -75,7 +75,7 @@ class Settings:
     batch_rows: int
     # rows per GX validation run: GX's fixed cost per run is about a second for a 40-rule suite, so
     # validation takes bigger batches than scoring; memory holds one of them
-    validate_batch_rows: int = 1_000_000
+    validate_batch_rows: int = 250_000
     s3_endpoint_url: str | None = None
     # a publish waits at most this long for a lock at a time (other sessions queue behind its wait) ...
     publish_lock_timeout_ms: int = 1_000
@@ -136,7 +136,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         jobs_dir=Path(env.get("NIGHTSCORE_JOBS_DIR") or PROJECT_ROOT / "dags" / "jobs").resolve(),
         threads=_int_env(env, "NIGHTSCORE_THREADS", os.cpu_count() or 1),
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
-        validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 1_000_000),
+        validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 250_000),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         publish_lock_timeout_ms=_int_env(env, "NIGHTSCORE_PUBLISH_LOCK_TIMEOUT_MS", 1_000),
         publish_deadline_s=_int_env(env, "NIGHTSCORE_PUBLISH_DEADLINE_SECONDS", 600),

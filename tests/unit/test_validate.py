@@ -91,6 +91,48 @@ def test_batches_add_up_to_the_whole_day(good):
     assert parts.gx_result["statistics"]["evaluated_expectations"] == len(parts.rules)
 
 
+@pytest.mark.parametrize("key_type", ["int64", "int32", "string"])
+def test_key_suite_on_the_suspects_gives_the_counts_of_the_suite_on_every_key(good, key_type):
+    """KeyCheck hands GX only the rows with a null or repeated key; restated, the key suite's result is the
+    one GX gives on every key of the day (a key three times, two twice, two nulls, spread over batches)."""
+    import pyarrow as pa
+
+    from pipeline.validate import KeyCheck, _suites
+
+    rng = np.random.default_rng(7)
+    values: list = [int(v) for v in rng.permutation(10_000)[:5_000]]
+    values[100] = values[4_000] = values[2]  # three times
+    values[7], values[4_999] = values[8], values[9]
+    values[50] = values[3_333] = None
+    arrow_type = {"int64": pa.int64(), "int32": pa.int32(), "string": pa.string()}[key_type]
+    column = pa.array([None if v is None else (str(v) if key_type == "string" else v) for v in values], arrow_type)
+    table = pa.table({"customer_id": column})
+    suites = _suites(SPEC, table.schema, table.slice(0, 10), "customer_id")
+    every = suites.run(suites.KEYS, pd.DataFrame({"customer_id": column.to_pandas()}), "customer_id")
+    check = KeyCheck(arrow_type)
+    for batch in table.to_batches(max_chunksize=700):
+        check.add(batch.column(0))
+    check.finish()
+    suspects = check.suspects()
+    assert len(suspects) == 3 + 2 + 2 + 2
+    some = suites.run(suites.KEYS, pd.DataFrame({"customer_id": suspects.to_pandas()}), "customer_id")
+    check.restate(some, len(values))
+
+    def summary(result):
+        out = []
+        for r in result.results:
+            res = r.result
+            keys = sorted(str(i["customer_id"]) for i in res.get("unexpected_index_list") or [])
+            out.append((r.expectation_config.type, r.success, res["element_count"], res.get("missing_count"), res["unexpected_count"], keys))
+            out.append({k: round(v, 9) for k, v in res.items() if k.endswith("_percent") or "_percent_" in k})
+        return out
+
+    assert summary(some) == summary(every)
+    assert summary(every)[0][4] == 2 and summary(every)[2][4] == 7  # nulls; rows of repeated keys
+    repeated = [str(v) for v in (values[2], values[8], values[9])]
+    assert check.rows_of([int(k) if key_type != "string" else k for k in repeated]) == 7
+
+
 def test_schema_diff_names_case_renames_and_extras():
     from pipeline.validate import schema_diff
 
