@@ -30,7 +30,8 @@ install: $(UV)  ## create .venv from the lock file (the first Python 3.11-3.13 f
 run: install  ## set up the embedded defaults and score yesterday's demo partition
 	$(UV) run --frozen nightscore quickstart
 
-test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given)
+test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given), with Debian's Chromium for the browser tests
+	@tools/ensure_browser.sh
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 airflow: install  ## Airflow 3 on the embedded defaults: demo data, model, then airflow standalone (URL and login printed)

@@ -12,8 +12,9 @@ as Parquet through the artifact store.
 - a scheduled run scores the day its data interval covers: the run for day D has the interval
   [D 00:00, D+1 00:00) in the job's timezone and starts when that day is over;
 - a backfill over [A, B] scores exactly the days A..B (one run per day, each with its own interval);
-- a manual trigger scores the `ds` parameter if given, else its logical date's day if it has one,
-  otherwise the latest complete day (Airflow 3's Trigger button gives no logical date by default).
+- a manual run (Trigger button, REST, CLI, `airflow dags test`) scores the `ds` parameter if given, else
+  its logical date's day if that day is over, otherwise the latest complete day: the Trigger form as it
+  opens (logical date pre-filled with *now*) scores yesterday. To score another day, fill `ds`.
 
 **Parameters** (trigger form, backfill run config, REST `conf`): `ds`, `model_version` (pin a
 registered version instead of the alias), `shards` (override the job spec's shard count), `dry_run`
@@ -59,7 +60,7 @@ def scoring_params(spec: JobSpec) -> dict[str, Param]:
             type=["null", "string"],
             format="date",
             title="Day to score",
-            description="Manual runs only. Empty: the run's logical date, or else the latest complete day. A backfill scores its own days.",
+            description="Manual runs only. Empty: the logical date's day if it is over, else the latest complete day (yesterday). A backfill scores its own days.",
         ),
         "model_version": Param(
             None,
@@ -93,6 +94,7 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         default_args={**nt.DEFAULT_ARGS, "owner": spec.owner},
         params=scoring_params(spec),
         tags=["nightscore", "scoring", *spec.tags],
+        on_failure_callback=nt.DayFailedNotifier(spec.name) if spec.alerts.configured and spec.alerts.on_failure else None,
     ) as dag:
         job = spec.name
 

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk import BaseNotifier
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,69 @@ def step(name: str, state: dict[str, Any], context: Any | None = None) -> dict[s
         out = fn(task_settings(), run.RunState.from_dict(state))
     log.info("run %s %s %s: %s done; counts %s", out.run_id, out.job, out.ds, name, out.counts)
     return out.to_dict()
+
+
+class DayFailedNotifier(BaseNotifier):
+    """The scoring DAG's ``on_failure_callback``: once per failed DAG run (after the tasks' retries), one
+    message to the job spec's ``alerts`` naming the job, the day and the error from the run's ledger row."""
+
+    template_fields = ()
+
+    def __init__(self, job: str) -> None:
+        super().__init__()
+        self.job = job
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render (no template fields). Airflow's own would build a Jinja environment from
+        ``context["dag"]``, which ``dag.test()`` hands over serialized, without one."""
+
+    def notify(self, context: Any) -> None:
+        from pipeline import alerts
+        from pipeline.jobs import load_job
+
+        spec = load_job(JOBS_DIR, self.job)
+        if not (spec.alerts.configured and spec.alerts.on_failure):
+            return
+        dag_run, ti = context.get("dag_run"), context.get("ti")
+        airflow_run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
+        task = getattr(ti, "task_id", None)
+        row = _ledger_row(airflow_run_id)
+        error = (row or {}).get("error") or f"task {task or '?'} failed; its log says why"
+        alerts.send(
+            spec.alerts,
+            alerts.Alert(
+                job=self.job,
+                ds=str(row["ds"]) if row else None,
+                kind="failed",
+                summary=f"the day failed in {row.get('stage') if row and row.get('stage') else task or 'a task'}; nothing was published, the previous data is untouched",
+                detail=str(error),
+                run_id=str(row["run_id"]) if row else None,
+                airflow_run_id=airflow_run_id,
+            ),
+        )
+
+
+def _ledger_row(airflow_run_id: str | None) -> dict[str, Any] | None:
+    """The latest ``scoring_runs`` row of an Airflow run (None if it never got that far, or on any error)."""
+    if not airflow_run_id:
+        return None
+    try:
+        import sqlalchemy as sa
+
+        from pipeline import db
+
+        with db.engine(task_settings()).connect() as conn:
+            row = (
+                conn.execute(
+                    sa.text("SELECT * FROM scoring_runs WHERE airflow_run_id = :r ORDER BY started_at DESC LIMIT 1"), {"r": airflow_run_id}
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+    except Exception as exc:
+        log.warning("the alert could not read the run's ledger row: %s", str(exc).splitlines()[0])
+        return None
 
 
 def published_extra(state: dict[str, Any]) -> dict[str, Any]:

@@ -114,6 +114,31 @@ class Drift(_Strict):
     psi_fail: float | None = Field(default=None, ge=0)
 
 
+class Alerts(_Strict):
+    """Who hears about the job's days: a webhook (Slack-compatible JSON) and/or email addresses.
+
+    The webhook's URL is a secret (a Slack URL carries its token), so a spec names the environment variable
+    that holds it (``webhook_env``); ``webhook`` takes a URL directly for a hook without a secret in it."""
+
+    webhook: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    email: list[str] = Field(default_factory=list)
+    on_failure: bool = True  # a day that fails (any task of its Airflow run, after its retries)
+    quarantine_share: float | None = Field(default=None, ge=0, le=1)  # a published day with more of its rows quarantined
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", a)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        return v
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook or self.webhook_env or self.email)
+
+
 class JobSpec(_Strict):
     name: str = Field(pattern=NAME_RE)
     description: str = ""
@@ -132,6 +157,7 @@ class JobSpec(_Strict):
     training: Training
     validation: ValidationPolicy = ValidationPolicy()
     drift: Drift = Drift()
+    alerts: Alerts = Alerts()
     tags: list[str] = Field(default_factory=list)
 
     # set by the loader, not part of the YAML

@@ -823,7 +823,32 @@ def publish_step(settings: Settings, state: RunState) -> RunState:
         assert state.loading_table
         pub = publish_loaded(settings, state.job, state.day, state.loading_table, state.run_id, c["loaded"])  # marks the run published
         state.counts["published"] = pub.rows
+    _alert_quarantine(settings, state)
     return state
+
+
+def _alert_quarantine(settings: Settings, state: RunState) -> None:
+    """A published day with more of its rows quarantined than the spec's ``alerts.quarantine_share``: tell
+    the people the spec names (the day is published; the alert is news, not a failure)."""
+    from pipeline import alerts
+
+    spec = load_job(settings.jobs_dir, state.job)
+    limit, c = spec.alerts.quarantine_share, state.counts
+    if limit is None or not c.get("extracted") or c.get("quarantined", 0) / c["extracted"] <= limit:
+        return
+    share = c["quarantined"] / c["extracted"]
+    alerts.send(
+        spec.alerts,
+        alerts.Alert(
+            job=state.job,
+            ds=state.ds,
+            kind="quarantine",
+            summary=f"published with {c['quarantined']:,} of {c['extracted']:,} rows quarantined ({share:.2%}, alert above {limit:.2%})",
+            detail=f"the reasons: nightscore runs --show {state.run_id}, or SELECT reasons FROM quarantined_rows WHERE run_id = '{state.run_id}'",
+            run_id=state.run_id,
+            airflow_run_id=state.airflow_run_id,
+        ),
+    )
 
 
 def _reload_if_dropped(settings: Settings, ctx: _Ctx, state: RunState) -> None:

@@ -1,15 +1,19 @@
 """Which day a run scores, from what the scheduler knows about the run (no Airflow import here).
 
-The rule, also in the README ("Which day does a run score?"):
+The rule, also in the README ("Which day does a run score?") and the scoring DAG's docs:
 
-1. A ``ds`` given by a person (the trigger form's Param, ``--ds`` on the CLI) wins, except in a backfill:
-   a backfill over [A, B] scores exactly the days A..B, one per run, so a ``ds`` there is an error.
-2. Otherwise the run's logical date decides, read in the job's timezone. The scoring DAGs use a cron
-   *data-interval* timetable, so a scheduled or backfill run for day D has the logical date D 00:00 and the
-   data interval [D 00:00, D+1 00:00), and starts once that day is over. A manual run given a logical date
-   (``airflow dags test score_churn 2026-03-15``, or the date field of the trigger form) scores that day.
-3. A manual run with no logical date (Airflow 3's default for the Trigger button) has no data interval:
-   it scores the latest complete day, the day before ``run_after`` in the job's timezone.
+1. A ``ds`` given by a person (the trigger form's Param, REST or CLI ``conf``, ``--ds`` on the CLI) wins,
+   except in a backfill: a backfill over [A, B] scores exactly the days A..B, one per run, so a ``ds`` there
+   is an error.
+2. A scheduled or backfill run scores the day of its logical date, read in the job's timezone. The scoring
+   DAGs use a cron *data-interval* timetable, so the run for day D has the logical date D 00:00 and the data
+   interval [D 00:00, D+1 00:00), and starts once that day is over.
+3. A manual run (UI, REST, CLI trigger, ``airflow dags test``) given a logical date scores that date's day
+   if the day is over when the run starts (``airflow dags test score_churn 2026-03-15`` scores 2026-03-15).
+   A logical date in a day that is not over yet (Airflow 3.3's trigger form pre-fills *now*) cannot mean
+   that day, whose data is still arriving: the run scores the latest complete day instead, and says so.
+4. A manual run with no logical date (the REST API's and ``airflow dags trigger``'s default) scores the
+   latest complete day: the day before ``run_after`` in the job's timezone.
 """
 
 from __future__ import annotations
@@ -44,8 +48,14 @@ def resolve_ds(
             )
         day = param_ds if isinstance(param_ds, date) else parse_ds(str(param_ds), where="the ds parameter")
         return day, f"ds {day} from the run's ds parameter"
+    latest = latest_complete_day(run_after, tz)
     if logical_date is not None:
         day = logical_date.astimezone(ZoneInfo(tz)).date()
-        return day, f"ds {day} from the run's logical date {logical_date.isoformat()}"
-    day = latest_complete_day(run_after, tz)
-    return day, f"ds {day}: the latest complete day before {run_after.isoformat()} ({tz}), as the run has no logical date"
+        kind = str(run_type or "").lower()
+        if day <= latest or kind.endswith(("scheduled", "backfill")):
+            return day, f"ds {day} from the run's logical date {logical_date.isoformat()}"
+        return latest, (
+            f"ds {latest}: the latest complete day ({tz}); the run's logical date {logical_date.isoformat()} falls in a day "
+            f"that is not over at {run_after.isoformat()} (the trigger form's default is now); give ds to score another day"
+        )
+    return latest, f"ds {latest}: the latest complete day before {run_after.isoformat()} ({tz}), as the run has no logical date"

@@ -3,6 +3,7 @@ a template database holding demo data and a trained champion, and per-test clone
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import date, timedelta
@@ -248,3 +249,43 @@ def store(settings):
 @pytest.fixture()
 def engine(settings):
     return db.engine(settings)
+
+
+class Webhook:
+    """A real HTTP server on loopback that records the JSON posted to it (a stand-in for Slack's hooks)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "content_type": self.headers.get("Content-Type"), "json": json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/nightscore"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """A webhook server, named in NIGHTSCORE_ALERT_WEBHOOK (the demo job spec's alerts.webhook_env)."""
+    hook = Webhook()
+    monkeypatch.setenv("NIGHTSCORE_ALERT_WEBHOOK", hook.url)
+    yield hook
+    hook.close()

@@ -133,18 +133,41 @@ def stop_group(proc: subprocess.Popen) -> None:
         time.sleep(1)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--host", default=os.environ.get("NIGHTSCORE_AIRFLOW_HOST", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=int(os.environ.get("NIGHTSCORE_AIRFLOW_PORT", "8080")))
-    ap.add_argument("--home", type=Path, default=PROJECT_ROOT / ".nightscore" / "airflow")
-    args = ap.parse_args()
+def _local_env(home: Path, host: str, port: int) -> dict[str, str]:
+    """The environment of ``make airflow``'s deployment (starting the embedded PostgreSQL if it is down)."""
     from pipeline import db
     from pipeline.config import load_settings
 
     settings = load_settings()
     server = settings.database_url or db.start_embedded(settings.home)
-    env = airflow_env(args.home.resolve(), metadata_database(server), port=args.port, host=args.host)
+    name = os.environ.get("NIGHTSCORE_AIRFLOW_DATABASE", "nightscore_airflow")
+    return airflow_env(home.resolve(), metadata_database(server, name), port=port, host=host)
+
+
+def _defaults() -> tuple[str, int, Path]:
+    home = os.environ.get("NIGHTSCORE_AIRFLOW_HOME") or PROJECT_ROOT / ".nightscore" / "airflow"
+    return os.environ.get("NIGHTSCORE_AIRFLOW_HOST", "127.0.0.1"), int(os.environ.get("NIGHTSCORE_AIRFLOW_PORT", "8080")), Path(home)
+
+
+def cli(args: list[str]) -> int:
+    """``bin/airflow ARGS``: the ``airflow`` command with ``make airflow``'s settings (its AIRFLOW_HOME, metadata
+    database, DAG folder and API address), for a second terminal beside it. Replaces this process."""
+    host, port, home = _defaults()
+    env = _local_env(home, host, port)
+    os.execve(sys.executable, [sys.executable, "-m", "airflow", *args], env)
+    return 1  # not reached
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["cli"]:
+        return cli(sys.argv[2:])
+    host, port, home = _defaults()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default=host)
+    ap.add_argument("--port", type=int, default=port)
+    ap.add_argument("--home", type=Path, default=home)
+    args = ap.parse_args()
+    env = _local_env(args.home, args.host, args.port)
     url = f"http://{args.host}:{args.port}"
     proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
     try:
@@ -152,7 +175,8 @@ def main() -> int:
         password = _secrets(args.home.resolve())["password"]
         print(
             f"\n  nightscore: Airflow is up at {url}\n  login: {USER} / {password}   (kept in {args.home / 'passwords.json'})\n"
-            f"  DAGs: score_<job> and train_<job>, paused until you switch them on. Ctrl-C stops everything.\n",
+            f"  DAGs: score_<job> and train_<job>, paused until you switch them on. Ctrl-C stops everything.\n"
+            f"  In a second terminal, bin/airflow is the airflow command for this deployment (bin/airflow dags list).\n",
             flush=True,
         )
         return proc.wait()

@@ -145,8 +145,13 @@ def test_manual_trigger_without_logical_date_scores_the_ds_param_or_the_latest_d
     assert str(dr.state) == "success", _states(dr)
     assert [r["ds"] for r in _runs(airflow_settings, dr.run_id)] == [DAY + timedelta(days=2)]
 
+    # the trigger form's default: a logical date of now, in a day that is not over: the latest complete day
+    dr = dag("score_churn").test(logical_date=run_after, run_after=run_after)
+    assert str(dr.state) == "success", _states(dr)
+    assert [r["ds"] for r in _runs(airflow_settings, dr.run_id)] == [DAY + timedelta(days=2)]
 
-def test_invalid_partition_fails_once_without_retries_and_keeps_the_published_day(airflow_settings):
+
+def test_invalid_partition_fails_once_without_retries_and_keeps_the_published_day(airflow_settings, webhook):
     assert str(dag("score_churn").test(logical_date=_at(DAY)).state) == "success"
     before = _rows(airflow_settings)
     with db.engine(airflow_settings).begin() as conn:  # break the source: an unknown plan
@@ -159,6 +164,14 @@ def test_invalid_partition_fails_once_without_retries_and_keeps_the_published_da
     assert _rows(airflow_settings) == before
     failed = [r for r in _runs(airflow_settings, dr.run_id) if r["status"] == "failed"]
     assert failed and "plan" in failed[0]["error"]
+    # the job spec's alerts: one webhook message (Slack-compatible JSON) naming the job, the day and the error
+    assert len(webhook.received) == 1, webhook.received
+    [msg] = webhook.received
+    assert msg["content_type"] == "application/json" and msg["path"] == "/hooks/nightscore"
+    text, facts = msg["json"]["text"], msg["json"]["nightscore"]
+    assert f"churn {DAY}" in text and "column 'plan': must be one of" in text and "nothing was published" in text, text
+    assert facts["job"] == "churn" and facts["ds"] == str(DAY) and facts["kind"] == "failed" and facts["airflow_run_id"] == dr.run_id
+    assert facts["run_id"] == str(failed[0]["run_id"]) and "plan" in facts["detail"]
 
 
 def test_training_dag_keeps_the_champion_unless_beaten(airflow_settings):

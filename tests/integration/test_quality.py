@@ -251,6 +251,24 @@ def test_half_a_percent_bad_under_a_one_percent_limit_is_quarantined(local_setti
     assert "15 of 3000 rows (0.50%) quarantined, within the limit of 1.00%" in run["validation_summary"]["message"]
 
 
+def test_quarantine_above_the_alert_share_is_published_and_sent_to_the_webhook(local_settings, published, tmp_path, webhook):
+    """0.5% quarantined: within max_bad_ratio (1%), so the day is published; above alerts.quarantine_share
+    (0.4%), so the webhook hears of it, once. At the demo spec's 1% share the same day sends nothing."""
+    s = _job(local_settings, tmp_path, _mixed(BAD_0_5_PCT), max_bad_ratio=0.01)
+    run = run_steps.score_partition(s, "churn", DAY)
+    assert run.counts["published"] == CUSTOMERS - 15 and webhook.received == []  # 0.5% is under the demo's 1%
+    path = s.jobs_dir / "churn.yml"
+    spec = yaml.safe_load(path.read_text())
+    spec["alerts"]["quarantine_share"] = 0.004
+    path.write_text(yaml.safe_dump(spec))
+    state = run_steps.score_partition(s, "churn", DAY)
+    assert state.counts["published"] == CUSTOMERS - 15
+    [msg] = webhook.received
+    facts = msg["json"]["nightscore"]
+    assert facts["kind"] == "quarantine" and facts["job"] == "churn" and facts["ds"] == str(DAY) and facts["run_id"] == state.run_id
+    assert "15 of 3,000 rows quarantined (0.50%, alert above 0.40%)" in msg["json"]["text"], msg["json"]["text"]
+
+
 def test_five_percent_bad_under_a_one_percent_limit_fails(local_settings, published, tmp_path):
     s = _job(
         local_settings,
