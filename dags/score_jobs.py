@@ -20,6 +20,10 @@ as Parquet through the artifact store.
 registered version instead of the alias), `shards` (override the job spec's shard count), `dry_run`
 (validate and score, publish nothing: the publish task is then *skipped* and no Asset event is emitted).
 
+**Backfill from the UI with a pinned model**: tick *Override parameters on existing runs* before filling
+*Model version*: Airflow 3.3's form sends the run parameters only with that box ticked, and a run without them
+scores with the alias (its `begin` log warns). Each shard task's name shows the model it used.
+
 **Reruns are safe**: publishing replaces the (job, ds) partition in one transaction, so a retry,
 a rerun or a backfill leaves exactly one copy of the day. Validation failures and bad job specs
 fail at once (no retries); database and S3 errors are retried with exponential backoff.
@@ -102,10 +106,12 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         def begin() -> list[dict[str, Any]]:
             return nt.begin(job, get_current_context())
 
-        @task(execution_timeout=TIMEOUTS["shard"], map_index_template="shard {{ shard_index }}")
+        @task(execution_timeout=TIMEOUTS["shard"], map_index_template="shard {{ shard_index }} · {{ shard_model }}")
         def shard(work: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
-            context["shard_index"] = work["index"]  # type: ignore[literal-required]  # the mapped task's name in the UI
+            # the mapped task's name in the UI: "shard 0 · churn_xgb v2 (champion)"
+            context["shard_index"] = work["index"]  # type: ignore[literal-required]
+            context["shard_model"] = work.get("model", "")  # type: ignore[literal-required]
             return nt.shard(work["state"], work["index"], context)
 
         @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])

@@ -173,7 +173,23 @@ def begin(job: str, context: Any) -> list[dict[str, Any]]:
         " (pinned)" if state.pinned_version else "",
         state.shards,
     )
-    return [{"state": state.to_dict(), "index": i} for i in range(state.shards)]
+    dag_run = context["dag_run"]
+    if str(getattr(dag_run, "run_type", "")).lower().endswith("backfill") and not (getattr(dag_run, "conf", None) or {}):
+        log.warning(
+            "this backfill run carries no run configuration, so no model_version: it scores with the %r alias (%s v%s). "
+            "Airflow 3.3's backfill form sends its run parameters only when 'Override parameters on existing runs' is ticked; "
+            "to pin a version, run the backfill again with that box ticked (or --dag-run-conf on the command line)",
+            spec.model.alias,
+            state.model_name,
+            state.model_version,
+        )
+    return [{"state": state.to_dict(), "index": i, "model": model_label(state.to_dict(), spec.model.alias)} for i in range(state.shards)]
+
+
+def model_label(state: dict[str, Any], alias: str) -> str:
+    """How the run's model shows in the UI: ``churn_xgb v3 (pinned)`` or ``churn_xgb v2 (champion)``."""
+    how = "pinned" if state.get("pinned_version") else alias
+    return f"{state.get('model_name')} v{state.get('model_version')} ({how})"
 
 
 def shard(state: dict[str, Any], index: int, context: Any) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """System tests on a real Airflow with the CeleryExecutor, as the compose stack runs it (api-server,
 scheduler, dag-processor and two Celery workers on loopback, Celery's broker on the tests' PostgreSQL):
-a day scored in four shards spread over both workers and published once, and a backfill of three days
-created through the REST API. Artifacts go to the S3 endpoint. One deployment serves the module."""
+a day scored in four shards spread over both workers and published once, a backfill of three days
+created through the REST API, and an analyst's clicks in the Airflow UI in a real browser (Debian's
+Chromium driven by Playwright): the Trigger button as it opens, a trigger with a day, and a backfill with
+a pinned model version, each checked against ``scoring_runs`` and ``predictions``. Artifacts go to the
+S3 endpoint. One deployment serves the module."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -14,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -36,7 +40,7 @@ def _free_port() -> int:
 
 class Api:
     def __init__(self, url: str) -> None:
-        self.url, self.token = url, None
+        self.url, self.token, self.password = url, None, ""
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         req = urllib.request.Request(f"{self.url}{path}", method=method, data=None if body is None else json.dumps(body).encode())
@@ -115,7 +119,7 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
             api = Api(url)
             status, body = api.call("POST", "/auth/token", {"username": USER, "password": _secrets(home)["password"]})
             assert status in (200, 201), body
-            api.token = body["access_token"]
+            api.token, api.password = body["access_token"], _secrets(home)["password"]
             deadline = time.monotonic() + 180
             while api.call("GET", "/api/v2/dags/score_churn")[0] != 200:  # the dag-processor's first parse
                 assert time.monotonic() < deadline, f"score_churn never appeared\n{_tail(log_path)}"
@@ -190,6 +194,8 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     assert status == 200, tis
     shard_tis = [t for t in tis["task_instances"] if t["task_id"] == "shard"]
     assert sorted(t["map_index"] for t in shard_tis) == [0, 1, 2, 3] and {t["state"] for t in shard_tis} == {"success"}
+    # each mapped task is named in the UI by its shard and the model it scored with
+    assert sorted(t["rendered_map_index"] for t in shard_tis) == [f"shard {i} · churn_xgb v1 (champion)" for i in range(4)]
     eng = db.engine(system_settings)
     with eng.connect() as conn:
         [run] = conn.execute(sa.text("SELECT * FROM scoring_runs WHERE airflow_run_id = :r"), {"r": run_id}).mappings().all()
@@ -228,3 +234,180 @@ def test_rest_backfill_of_three_days(airflow_server, system_settings):
     assert per_day == {d: 3_000 for d in days}
     assert [row.ds for row in linked] == days
     assert sorted(row.airflow_run_id for row in linked) == sorted(r["dag_run_id"] for r in runs)
+
+
+# --- the UI, in a real browser, as an analyst clicks it ------------------------------------------------------
+
+CHROMIUM = next((p for p in (os.environ.get("NIGHTSCORE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser") if p and os.path.exists(p)), None)
+
+
+@pytest.fixture(scope="module")
+def ui(airflow_server):
+    """A Chromium page logged in to the deployment's UI as admin."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here: make test installs Debian's chromium (tools/ensure_browser.sh), or set NIGHTSCORE_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    api, _ = airflow_server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(api.url)
+        page.locator("input[name=username]").fill(USER)
+        page.locator("input[name=password]").fill(api.password)
+        page.locator("button[type=submit]").click()
+        page.wait_for_url(lambda u: "/auth/" not in u)
+        yield page
+        browser.close()
+
+
+def _trigger_dialog(page, api):
+    page.goto(f"{api.url}/dags/score_churn")
+    page.get_by_role("button", name="Trigger Dag").click()
+    return page.get_by_role("dialog")
+
+
+def _run_ids(api, run_type: str) -> set[str]:
+    status, listing = api.call("GET", f"/api/v2/dags/score_churn/dagRuns?run_type={run_type}&limit=100")
+    assert status == 200, listing
+    return {r["dag_run_id"] for r in listing["dag_runs"]}
+
+
+def _new_runs(api, log_path, run_type: str, before: set[str], count: int, timeout: float = 300) -> list[dict]:
+    """The runs of ``run_type`` made since ``before``, once all ``count`` of them succeeded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, listing = api.call("GET", f"/api/v2/dags/score_churn/dagRuns?run_type={run_type}&limit=100")
+        new = [r for r in listing["dag_runs"] if r["dag_run_id"] not in before]
+        if any(r["state"] == "failed" for r in new):
+            pytest.fail(f"a run failed: {new}\n{_tail(log_path)}")
+        if len(new) == count and all(r["state"] == "success" for r in new):
+            return new
+        assert time.monotonic() < deadline, f"runs not done: {new}\n{_tail(log_path)}"
+        time.sleep(2)
+
+
+def _ledger(settings, airflow_run_id: str) -> dict:
+    with db.engine(settings).connect() as conn:
+        [row] = conn.execute(
+            sa.text("SELECT * FROM scoring_runs WHERE airflow_run_id = :r AND status = 'succeeded'"), {"r": airflow_run_id}
+        ).mappings().all()
+        published = conn.execute(
+            sa.text("SELECT count(*) AS n, min(model_version) AS lo, max(model_version) AS hi, count(DISTINCT run_id) AS runs FROM predictions "
+                    "WHERE job = 'churn' AND ds = :d AND run_id = :r"),
+            {"d": row["ds"], "r": row["run_id"]},
+        ).one()  # fmt: skip
+    return {**row, "published": published}
+
+
+def test_ui_trigger_button_as_it_opens_scores_the_latest_complete_day(airflow_server, system_settings, ui):
+    """Trigger, then Trigger again in the form without touching it: the form's logical date is now, a day not
+    over, so the run scores yesterday (the day's rows are copied from DAY first, so there is something to score)."""
+    from pipeline.schedule import latest_complete_day
+
+    api, log_path = airflow_server
+    yesterday = latest_complete_day(datetime.now(UTC), "UTC")
+    with db.engine(system_settings).begin() as conn:
+        conn.execute(sa.text("DELETE FROM demo.customer_activity WHERE ds = :y"), {"y": yesterday})
+        conn.execute(sa.text("CREATE TEMP TABLE day_copy ON COMMIT DROP AS SELECT * FROM demo.customer_activity WHERE ds = :d"), {"d": DAY})
+        conn.execute(sa.text("UPDATE day_copy SET ds = :y"), {"y": yesterday})
+        conn.execute(sa.text("INSERT INTO demo.customer_activity SELECT * FROM day_copy"))
+    before = _run_ids(api, "manual")
+    dialog = _trigger_dialog(ui, api)
+    assert dialog.locator("input[name=element_ds]").input_value() == ""  # as it opens: no day given
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    [run] = _new_runs(api, log_path, "manual", before, 1)
+    row = _ledger(system_settings, run["dag_run_id"])
+    assert row["ds"] == yesterday and row["rows_published"] == 3_000
+    assert (row["published"].n, row["published"].runs) == (3_000, 1)
+
+
+def test_ui_trigger_with_a_day_scores_that_day(airflow_server, system_settings, ui):
+    api, log_path = airflow_server
+    day = DAY - timedelta(days=4)
+    before = _run_ids(api, "manual")
+    dialog = _trigger_dialog(ui, api)
+    dialog.locator("input[name=element_ds]").fill(day.isoformat())
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    [run] = _new_runs(api, log_path, "manual", before, 1)
+    assert run["conf"]["ds"] == day.isoformat()
+    row = _ledger(system_settings, run["dag_run_id"])
+    assert row["ds"] == day and row["published"].n == 3_000
+
+
+def _ui_backfill(page, api, start, end, *, model_version: int, override: bool) -> None:
+    """The README's clicks: Trigger, Backfill, From and To, reprocess behaviour, (the override box), Model version, Run Backfill."""
+    dialog = _trigger_dialog(page, api)
+    dialog.get_by_text("Backfill", exact=True).click()
+    for i, day in enumerate((start, end)):
+        dialog.get_by_test_id("datetime-input").nth(i).click()
+        picker = page.locator("[data-part=content][data-state=open]").last
+        picker.get_by_placeholder("YYYY/MM/DD").fill(day.strftime("%Y/%m/%d"))
+        picker.get_by_placeholder("HH:mm").fill("00:00")
+        dialog.get_by_text("Date Range").click()  # closes the picker
+    dialog.get_by_text(re.compile(rf"^{(end - start).days + 1} runs? will be triggered")).wait_for()
+    dialog.get_by_text("All Runs", exact=True).click()
+    if override:
+        dialog.get_by_text("Override parameters on existing runs").click()
+    dialog.locator("input[name=element_model_version]").fill(str(model_version))
+    dialog.get_by_role("button", name="Run Backfill").click()
+    dialog.wait_for(state="hidden")
+
+
+def _wait_backfill_done(api, backfill_id: int, timeout: float = 120) -> None:
+    """Airflow runs one backfill per DAG at a time: wait until the scheduler marks this one completed."""
+    deadline = time.monotonic() + timeout
+    while api.call("GET", f"/api/v2/backfills/{backfill_id}")[1].get("completed_at") is None:
+        assert time.monotonic() < deadline, f"backfill {backfill_id} never completed"
+        time.sleep(2)
+
+
+def _latest_backfill(api) -> dict:
+    status, listing = api.call("GET", "/api/v2/backfills?dag_id=score_churn&limit=100")
+    assert status == 200, listing
+    return max(listing["backfills"], key=lambda b: b["id"])
+
+
+def test_ui_backfill_with_a_pinned_version_scores_every_day_with_it(airflow_server, system_settings, ui):
+    """With a champion (v2) other than the pinned version (v1): the backfill's days are published with v1,
+    and each mapped task's name says so."""
+    from pipeline import registry
+    from pipeline.jobs import load_job
+    from pipeline.train import train_model
+
+    api, log_path = airflow_server
+    spec = load_job(system_settings.jobs_dir, "churn")
+    trained = train_model(system_settings, spec, end=DAY - timedelta(days=6), promote="always")
+    assert trained.version == 2 and registry.aliases(db.engine(system_settings), "churn_xgb")[("churn_xgb", "champion")] == 2
+    start, end = DAY - timedelta(days=3), DAY - timedelta(days=2)
+    before = _run_ids(api, "backfill")
+    _ui_backfill(ui, api, start, end, model_version=1, override=True)
+    backfill = _latest_backfill(api)
+    assert backfill["dag_run_conf"]["model_version"] == 1 and backfill["from_date"].startswith(start.isoformat())  # with every other param
+    runs = _new_runs(api, log_path, "backfill", before, 2)
+    assert sorted(r["logical_date"][:10] for r in runs) == [start.isoformat(), end.isoformat()]
+    for r in runs:
+        row = _ledger(system_settings, r["dag_run_id"])
+        assert row["model_version"] == 1 and (row["published"].lo, row["published"].hi, row["published"].n) == (1, 1, 3_000)
+        status, tis = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{r['dag_run_id']}/taskInstances?task_id=shard")
+        assert [t["rendered_map_index"] for t in tis["task_instances"] if t["task_id"] == "shard"] == ["shard 0 · churn_xgb v1 (pinned)"]
+    _wait_backfill_done(api, backfill["id"])
+
+
+def test_ui_backfill_without_the_override_box_loses_the_pin_and_the_log_says_so(airflow_server, system_settings, ui):
+    """Airflow 3.3's form drops the run parameters unless 'Override parameters on existing runs' is ticked:
+    the runs score with the champion, and their begin task's log says why and how to pin."""
+    api, log_path = airflow_server
+    day = DAY - timedelta(days=5)
+    before = _run_ids(api, "backfill")
+    _ui_backfill(ui, api, day, day, model_version=1, override=False)
+    backfill = _latest_backfill(api)
+    assert backfill["dag_run_conf"] in (None, {})  # what the form sent: nothing
+    [run] = _new_runs(api, log_path, "backfill", before, 1)
+    assert _ledger(system_settings, run["dag_run_id"])["model_version"] == 2  # the champion
+    status, logs = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{run['dag_run_id']}/taskInstances/begin/logs/1")
+    assert status == 200, logs
+    text = json.dumps(logs)
+    assert "carries no run configuration" in text and "Override parameters on existing runs" in text, text[-2000:]
+    _wait_backfill_done(api, backfill["id"])
