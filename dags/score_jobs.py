@@ -130,7 +130,9 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
             return nt.step("finish", published or work[0]["state"], get_current_context())
 
         work = begin()
-        shard.expand(work=work) >> publish(work) >> monitor(work)
+        watched = monitor(work)
+        watched.operator.operator_extra_links = nt.REPORT_LINKS  # buttons on the monitor task: Data Docs, manifest
+        shard.expand(work=work) >> publish(work) >> watched
     return dag
 
 

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseNotifier
+from airflow.sdk import BaseNotifier, BaseOperatorLink
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 log = logging.getLogger(__name__)
@@ -282,6 +282,38 @@ def _ledger_row(airflow_run_id: str | None) -> dict[str, Any] | None:
     except Exception as exc:
         log.warning("the alert could not read the run's ledger row: %s", str(exc).splitlines()[0])
         return None
+
+
+class _ArtifactLink(BaseOperatorLink):
+    """A button on the monitor task: one of the run's artifacts, at an address the browser can open (a
+    presigned S3 link valid 7 days, or a file:// path for a local store). Computed by the task when it
+    ends and kept in its XCom, where Airflow's UI reads it."""
+
+    name = ""
+    field = ""
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from pipeline.storage import open_store
+
+        state = ti_key.xcom_pull(task_ids=ti_key.task_id) or {}
+        uri = state.get(self.field)
+        if not uri:
+            return ""
+        store = open_store(task_settings())
+        return store.link(store.key(uri))
+
+
+class DataDocsLink(_ArtifactLink):
+    name = "Data Docs"
+    field = "data_docs_uri"
+
+
+class ManifestLink(_ArtifactLink):
+    name = "Run manifest"
+    field = "manifest_uri"
+
+
+REPORT_LINKS = (DataDocsLink(), ManifestLink())
 
 
 def published_extra(state: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class Settings:
     # validation takes bigger batches than scoring; memory holds one of them
     validate_batch_rows: int = 250_000
     s3_endpoint_url: str | None = None
+    # where a person's browser reaches the S3 server, for presigned links in the Airflow UI (default: the endpoint)
+    s3_public_endpoint_url: str | None = None
     # a publish waits at most this long for a lock at a time (other sessions queue behind its wait) ...
     publish_lock_timeout_ms: int = 1_000
     # ... and keeps trying, with backoff, until this many seconds have passed
@@ -138,6 +140,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
         validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 250_000),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        s3_public_endpoint_url=env.get("NIGHTSCORE_S3_PUBLIC_URL") or None,
         publish_lock_timeout_ms=_int_env(env, "NIGHTSCORE_PUBLISH_LOCK_TIMEOUT_MS", 1_000),
         publish_deadline_s=_int_env(env, "NIGHTSCORE_PUBLISH_DEADLINE_SECONDS", 600),
         heartbeat_s=_int_env(env, "NIGHTSCORE_HEARTBEAT_SECONDS", 10),

@@ -29,6 +29,7 @@ class S3Store:
         secret_key: str | None = None,
         region: str | None = None,
         client: Any = None,
+        public_endpoint_url: str | None = None,
     ) -> None:
         if not bucket:
             raise ConfigError("the S3 artifact URI names no bucket", where="NIGHTSCORE_ARTIFACT_URI", fix="use s3://bucket/prefix")
@@ -39,6 +40,8 @@ class S3Store:
         self._credentials = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key} if access_key else {}
         self._region = region
         self._client = client
+        # where a person's browser reaches the server (docker compose: localhost, not the service name)
+        self.public_endpoint_url = public_endpoint_url or endpoint_url
 
     @classmethod
     def from_uri(cls, uri: str, **kw: Any) -> S3Store:
@@ -49,22 +52,31 @@ class S3Store:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name=self._region,
-                **self._credentials,
-                config=Config(
-                    retries={"mode": "standard", "max_attempts": 5},
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                    s3={"addressing_style": "path"} if self.endpoint_url else {},
-                ),
-            )
+            self._client = self._new_client(self.endpoint_url)
         return self._client
+
+    def _new_client(self, endpoint_url: str | None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=self._region,
+            **self._credentials,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 5},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                signature_version="s3v4",
+                s3={"addressing_style": "path"} if endpoint_url else {},
+            ),
+        )
+
+    def link(self, key: str, expires: int = 7 * 24 * 3600) -> str:
+        """A presigned GET for the object, signed for the public endpoint (signing needs no network)."""
+        client = self.client if self.public_endpoint_url == self.endpoint_url else self._new_client(self.public_endpoint_url)
+        return str(client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._k(key)}, ExpiresIn=expires))
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

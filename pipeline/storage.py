@@ -20,6 +20,9 @@ from pipeline.errors import ConfigError, NightscoreError
 _FILE_MODE = 0o644
 
 
+LINK_SECONDS = 7 * 24 * 3600  # a presigned link's life: the longest SigV4 allows
+
+
 class ArtifactStore(Protocol):
     """What the stages need from a place to keep files."""
 
@@ -35,6 +38,11 @@ class ArtifactStore(Protocol):
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]: ...
+
+    def link(self, key: str, expires: int = LINK_SECONDS) -> str:
+        """An address a browser on this machine opens the artifact at: a ``file://`` URL for a folder, a
+        presigned HTTPS GET for S3 (valid ``expires`` seconds; SigV4 allows at most 7 days)."""
+        ...
 
 
 class LocalStore:
@@ -56,6 +64,9 @@ class LocalStore:
     def key(self, uri: str) -> str:
         path = Path(uri.removeprefix("file://")).resolve()
         return str(path.relative_to(self.root))
+
+    def link(self, key: str, expires: int = LINK_SECONDS) -> str:
+        return self._path(key).as_uri()
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> str:
         target = self._path(key)
@@ -128,6 +139,7 @@ def open_store(settings: Settings) -> ArtifactStore:
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             region=settings.s3_region,
+            public_endpoint_url=settings.s3_public_endpoint_url,
         )
     if "://" in uri and not uri.startswith("file://"):
         raise ConfigError(

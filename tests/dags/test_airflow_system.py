@@ -144,8 +144,13 @@ def _create_celery_tables(broker: str) -> None:
     from kombu import Connection
 
     with Connection(f"sqla+{broker}") as conn:
-        conn.default_channel  # noqa: B018  (opening the channel creates kombu_queue and kombu_message)
+        conn.default_channel.session.close()  # the channel's first session creates kombu's tables and sequences
     SessionManager().session_factory(broker).close()
+    eng = sa.create_engine(broker)
+    with eng.connect() as db_conn:
+        tables = set(sa.inspect(db_conn).get_table_names())
+    eng.dispose()
+    assert {"kombu_queue", "kombu_message", "celery_taskmeta"} <= tables, tables
 
 
 def _wait_workers_ready(log_path, names: tuple[str, ...], procs: list[subprocess.Popen], timeout: float = 180) -> None:
@@ -211,6 +216,15 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     assert {p["owner_host"] for p in parts} == {"w1", "w2"}, ([(p["shard"], p["owner_host"]) for p in parts], _tail(log_path))  # both workers
     assert all(p["owner_task"].startswith(f"score_churn.shard[{p['shard']}] ") for p in parts)
     assert (day.n, day.keys, day.runs) == (3_000, 3_000, 1)  # once, whole, from one run
+    # the monitor task's buttons in the UI: the run's Data Docs and manifest, presigned links a browser opens
+    status, body = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{run_id}/taskInstances/monitor/links")
+    links = body.get("extra_links") or {}
+    assert status == 200 and {"Data Docs", "Run manifest"} <= set(links), body
+    with urllib.request.urlopen(links["Run manifest"], timeout=30) as resp:
+        manifest = json.loads(resp.read())
+    assert manifest["run_id"] == str(run["run_id"]) and manifest["counts"]["published"] == 3_000
+    with urllib.request.urlopen(links["Data Docs"], timeout=30) as resp:
+        assert b"4 shards" in resp.read()
 
 
 def test_rest_backfill_of_three_days(airflow_server, system_settings):
