@@ -99,6 +99,7 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         params=scoring_params(spec),
         tags=["nightscore", "scoring", *spec.tags],
         on_failure_callback=nt.DayFailedNotifier(spec.name) if spec.alerts.configured and spec.alerts.on_failure else None,
+        deadline=nt.deadline_alert(spec),
     ) as dag:
         job = spec.name
 
@@ -106,13 +107,15 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         def begin() -> list[dict[str, Any]]:
             return nt.begin(job, get_current_context())
 
-        @task(execution_timeout=TIMEOUTS["shard"], map_index_template="shard {{ shard_index }} · {{ shard_model }}")
+        @task(execution_timeout=TIMEOUTS["shard"], map_index_template="{{ shard_label }}")
         def shard(work: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
-            # the mapped task's name in the UI: "shard 0 · churn_xgb v2 (champion)"
-            context["shard_index"] = work["index"]  # type: ignore[literal-required]
-            context["shard_model"] = work.get("model", "")  # type: ignore[literal-required]
-            return nt.shard(work["state"], work["index"], context)
+            # the mapped task's name in the UI, rendered when it ends:
+            # "shard 0 · 2026-11-23 · 3,000 rows, 0 quarantined · churn_xgb v2 (champion)"
+            context["shard_label"] = nt.shard_label(work)  # type: ignore[literal-required]
+            out = nt.shard(work["state"], work["index"], context)
+            context["shard_label"] = nt.shard_label(work, out)  # type: ignore[literal-required]
+            return out
 
         @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])
         def publish(work: list[dict[str, Any]]) -> dict[str, Any]:

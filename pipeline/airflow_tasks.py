@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,17 @@ def begin(job: str, context: Any) -> list[dict[str, Any]]:
     return [{"state": state.to_dict(), "index": i, "model": model_label(state.to_dict(), spec.model.alias)} for i in range(state.shards)]
 
 
+def shard_label(work: dict[str, Any], out: dict[str, Any] | None = None) -> str:
+    """A shard task's name in the UI: its index, the day, (once done) its rows, and the model."""
+    parts = [f"shard {work['index']}", str(work["state"]["ds"])]
+    if out is not None:
+        c = out.get("counts") or {}
+        parts.append(f"{c.get('extracted', 0):,} rows, {c.get('quarantined', 0):,} quarantined")
+    if work.get("model"):
+        parts.append(work["model"])
+    return " · ".join(parts)
+
+
 def model_label(state: dict[str, Any], alias: str) -> str:
     """How the run's model shows in the UI: ``churn_xgb v3 (pinned)`` or ``churn_xgb v2 (champion)``."""
     how = "pinned" if state.get("pinned_version") else alias
@@ -259,6 +270,64 @@ class DayFailedNotifier(BaseNotifier):
                 airflow_run_id=airflow_run_id,
             ),
         )
+
+
+def day_late(context: dict[str, Any] | None = None, job: str = "", deadline: str = "") -> None:
+    """The scoring DAG's deadline callback (Airflow's ``DeadlineAlert``, run by the executor): the scheduled
+    day was not published by ``deadline`` on the next day. Sends one message unless the ledger shows the
+    day published after all."""
+    from zoneinfo import ZoneInfo
+
+    from pipeline import alerts
+    from pipeline.jobs import load_job
+
+    spec = load_job(JOBS_DIR, job)
+    dag_run = (context or {}).get("dag_run") or {}
+    airflow_run_id = dag_run.get("dag_run_id") or dag_run.get("run_id")
+    if str(dag_run.get("run_type", "scheduled")).lower() != "scheduled":
+        # a backfill or manual run of an old day is past its deadline from the start: not news
+        log.info("deadline %s of %s passed for a %s run (%s): no alert", deadline, job, dag_run.get("run_type"), airflow_run_id)
+        return
+    row = _ledger_row(airflow_run_id)
+    if row and row.get("status") in ("published", "succeeded"):
+        log.info("deadline %s passed, but %s %s was published (run %s)", deadline, job, row["ds"], row["run_id"])
+        return
+    logical = dag_run.get("logical_date")
+    if row:
+        ds: str | None = str(row["ds"])
+    elif logical:  # the scheduled run's day: its logical date in the job's timezone
+        ds = str(datetime.fromisoformat(str(logical).replace("Z", "+00:00")).astimezone(ZoneInfo(spec.timezone)).date())
+    else:
+        ds = None
+    where = f"the run is {row['status']} in {row.get('stage') or 'its first stage'}" if row else f"the Airflow run is {dag_run.get('state', 'not started')}"
+    alerts.send(
+        spec.alerts,
+        alerts.Alert(
+            job=job,
+            ds=ds,
+            kind="late",
+            summary=f"not published by {deadline} ({spec.timezone}) the next day; {where}",
+            detail=str((row or {}).get("error") or ""),
+            run_id=str(row["run_id"]) if row else None,
+            airflow_run_id=airflow_run_id,
+        ),
+    )
+
+
+def deadline_alert(spec: Any) -> Any:
+    """The scoring DAG's ``deadline``: a day not published by ``alerts.deadline`` the next day (None if unset)."""
+    after = spec.alerts.deadline_after_day()
+    if after is None or not spec.alerts.configured:
+        return None
+    from airflow.sdk.definitions.callback import SyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=after,
+        callback=SyncCallback(day_late, kwargs={"job": spec.name, "deadline": spec.alerts.deadline}),
+        name=f"{spec.name} published by {spec.alerts.deadline} the next day",
+    )
 
 
 def _ledger_row(airflow_run_id: str | None) -> dict[str, Any] | None:

@@ -125,6 +125,15 @@ class Alerts(_Strict):
     email: list[str] = Field(default_factory=list)
     on_failure: bool = True  # a day that fails (any task of its Airflow run, after its retries)
     quarantine_share: float | None = Field(default=None, ge=0, le=1)  # a published day with more of its rows quarantined
+    # "HH:MM": a scheduled day not published by this time of the next day (the job's timezone) sends one message
+    deadline: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    def deadline_after_day(self) -> timedelta | None:
+        """The deadline as time after the day's start (its logical date): one day plus HH:MM."""
+        if not self.deadline:
+            return None
+        hours, minutes = (int(x) for x in self.deadline.split(":"))
+        return timedelta(days=1, hours=hours, minutes=minutes)
 
     @field_validator("email")
     @classmethod

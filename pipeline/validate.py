@@ -48,6 +48,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # GX logs one INFO line per public function as it imports ("Skipping registering function ..."): about 200
 # lines that buried every Airflow task log. Its warnings and errors still show.
 logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
+# and one INFO line per metric it declares twice ("Multiple declarations of metric ..."), in every task log
+logging.getLogger("great_expectations.expectations.registry").setLevel(logging.WARNING)
 log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = 5

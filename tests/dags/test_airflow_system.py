@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,10 +23,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from sqlalchemy.engine import make_url
 
 from pipeline import db
-from tests.conftest import DAY, drop_database
+from pipeline.config import PROJECT_ROOT
+from tests.conftest import DAY, Webhook, drop_database
 from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
@@ -41,6 +44,7 @@ def _free_port() -> int:
 class Api:
     def __init__(self, url: str) -> None:
         self.url, self.token, self.password = url, None, ""
+        self.webhook: Webhook | None = None
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         req = urllib.request.Request(f"{self.url}{path}", method=method, data=None if body is None else json.dumps(body).encode())
@@ -79,6 +83,15 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
     broker = make_url(metadata).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     env = airflow_env(home, metadata, port=port, log_ports=(_free_port(), _free_port()))
     env.update(connection_env(system_settings))
+    hook = Webhook()  # the demo job's alerts go here (alerts.webhook_env in churn.yml)
+    env["NIGHTSCORE_ALERT_WEBHOOK"] = hook.url
+    # the demo job with a deadline (06:00 the next day), which the demo spec leaves off for `airflow dags test`
+    jobs = tmp / "jobs"
+    shutil.copytree(PROJECT_ROOT / "dags" / "jobs", jobs)
+    spec = yaml.safe_load((jobs / "churn.yml").read_text())
+    spec["alerts"]["deadline"] = "06:00"
+    (jobs / "churn.yml").write_text(yaml.safe_dump(spec))
+    env["NIGHTSCORE_JOBS_DIR"] = str(jobs)
     env.update(
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
         AIRFLOW__CELERY__BROKER_URL=f"sqla+{broker}",
@@ -120,6 +133,7 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
             status, body = api.call("POST", "/auth/token", {"username": USER, "password": _secrets(home)["password"]})
             assert status in (200, 201), body
             api.token, api.password = body["access_token"], _secrets(home)["password"]
+            api.webhook = hook
             deadline = time.monotonic() + 180
             while api.call("GET", "/api/v2/dags/score_churn")[0] != 200:  # the dag-processor's first parse
                 assert time.monotonic() < deadline, f"score_churn never appeared\n{_tail(log_path)}"
@@ -133,6 +147,7 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
         finally:
             for proc in reversed(procs):
                 stop_group(proc)
+            hook.close()
             drop_database(pg_server, metadata)
 
 
@@ -200,7 +215,9 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     shard_tis = [t for t in tis["task_instances"] if t["task_id"] == "shard"]
     assert sorted(t["map_index"] for t in shard_tis) == [0, 1, 2, 3] and {t["state"] for t in shard_tis} == {"success"}
     # each mapped task is named in the UI by its shard and the model it scored with
-    assert sorted(t["rendered_map_index"] for t in shard_tis) == [f"shard {i} · churn_xgb v1 (champion)" for i in range(4)]
+    names = sorted(t["rendered_map_index"] for t in shard_tis)  # "shard 0 · 2026-03-15 · 741 rows, 0 quarantined · churn_xgb v1 (champion)"
+    found = [re.fullmatch(rf"shard {i} · {DAY} · ([\d,]+) rows, 0 quarantined · churn_xgb v1 \(champion\)", n) for i, n in enumerate(names)]
+    assert all(found) and sum(int(m.group(1).replace(",", "")) for m in found) == 3_000, names
     eng = db.engine(system_settings)
     with eng.connect() as conn:
         [run] = conn.execute(sa.text("SELECT * FROM scoring_runs WHERE airflow_run_id = :r"), {"r": run_id}).mappings().all()
@@ -225,6 +242,33 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     assert manifest["run_id"] == str(run["run_id"]) and manifest["counts"]["published"] == 3_000
     with urllib.request.urlopen(links["Data Docs"], timeout=30) as resp:
         assert b"4 shards" in resp.read()
+
+
+def test_a_scheduled_day_that_fails_alerts_once_and_then_misses_its_deadline(airflow_server):
+    """Unpausing made the scheduler start the latest scheduled day, which has no source rows and fails. The
+    webhook hears of it twice, once each: the failure (the DAG's failure notifier, in the dag-processor) and
+    the missed deadline (06:00 the next day, long past: Airflow's DeadlineAlert, its callback on a worker)."""
+    api, log_path = airflow_server
+    status, listing = api.call("GET", "/api/v2/dags/score_churn/dagRuns?run_type=scheduled&limit=10")
+    assert status == 200 and len(listing["dag_runs"]) == 1, listing
+    [scheduled] = listing["dag_runs"]
+    run_id = scheduled["dag_run_id"]
+    deadline = time.monotonic() + 240
+    while True:
+        mine = [m["json"]["nightscore"] for m in api.webhook.received if m["json"]["nightscore"]["airflow_run_id"] == run_id]
+        if sorted(m["kind"] for m in mine) == ["failed", "late"]:
+            break
+        assert time.monotonic() < deadline, f"alerts for {run_id}: {mine}\n{_tail(log_path)}"
+        time.sleep(2)
+    time.sleep(5)  # and no more come
+    mine = [m["json"]["nightscore"] for m in api.webhook.received if m["json"]["nightscore"]["airflow_run_id"] == run_id]
+    assert sorted(m["kind"] for m in mine) == ["failed", "late"], mine
+    day = scheduled["logical_date"][:10]
+    failed, late = sorted(mine, key=lambda m: m["kind"])
+    assert failed["ds"] == day and "no rows" in failed["detail"], failed
+    assert late["ds"] == day and late["summary"].startswith("not published by 06:00 (UTC) the next day; the run is "), late
+    # the manual and backfill runs of the other tests are past their deadlines too, but send nothing
+    assert {m["json"]["nightscore"]["kind"] for m in api.webhook.received} <= {"failed", "late"}
 
 
 def test_rest_backfill_of_three_days(airflow_server, system_settings):
@@ -405,7 +449,9 @@ def test_ui_backfill_with_a_pinned_version_scores_every_day_with_it(airflow_serv
         row = _ledger(system_settings, r["dag_run_id"])
         assert row["model_version"] == 1 and (row["published"].lo, row["published"].hi, row["published"].n) == (1, 1, 3_000)
         status, tis = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{r['dag_run_id']}/taskInstances?task_id=shard")
-        assert [t["rendered_map_index"] for t in tis["task_instances"] if t["task_id"] == "shard"] == ["shard 0 · churn_xgb v1 (pinned)"]
+        assert [t["rendered_map_index"] for t in tis["task_instances"] if t["task_id"] == "shard"] == [
+            f"shard 0 · {r['logical_date'][:10]} · 3,000 rows, 0 quarantined · churn_xgb v1 (pinned)"
+        ]
     _wait_backfill_done(api, backfill["id"])
 
 
@@ -425,3 +471,6 @@ def test_ui_backfill_without_the_override_box_loses_the_pin_and_the_log_says_so(
     text = json.dumps(logs)
     assert "carries no run configuration" in text and "Override parameters on existing runs" in text, text[-2000:]
     _wait_backfill_done(api, backfill["id"])
+    # every backfill and manual run of this module was past its deadline from the start: none sent a late alert
+    late = {m["json"]["nightscore"]["airflow_run_id"] for m in api.webhook.received if m["json"]["nightscore"]["kind"] == "late"}
+    assert late == _run_ids(api, "scheduled"), late
