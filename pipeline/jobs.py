@@ -109,9 +109,31 @@ class ValidationPolicy(_Strict):
     min_rows: int = Field(default=1, ge=1)
 
 
+class Level(_Strict):
+    """A drift metric's thresholds: above ``warn`` it is flagged, above ``alert`` it alerts (and may retrain)."""
+
+    warn: float = Field(ge=0)
+    alert: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Level:
+        if self.alert < self.warn:
+            raise ValueError("alert must be at least warn")
+        return self
+
+
 class Drift(_Strict):
+    """Drift thresholds per metric (see README, "Drift"); ``psi_warn`` is the older name of ``psi.warn`` for the score."""
+
     psi_warn: float = Field(default=0.1, ge=0)
     psi_fail: float | None = Field(default=None, ge=0)
+    psi: Level = Level(warn=0.1, alert=0.25)  # population stability index over the reference's deciles
+    ks: Level = Level(warn=0.1, alert=0.2)  # Kolmogorov-Smirnov statistic (numeric features, the score)
+    # Jensen-Shannon distance, base 2 (categories): a category's share doubled from 20% gives about 0.16 (and a
+    # PSI of only 0.14); two samples of 3,000 rows of the same distribution, about 0.02
+    js: Level = Level(warn=0.05, alert=0.1)
+    null_rate: Level = Level(warn=0.05, alert=0.1)  # the null share's rise over training
+    out_of_range: Level = Level(warn=0.01, alert=0.05)  # share outside the training range / the allowed values
 
 
 class Alerts(_Strict):

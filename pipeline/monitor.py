@@ -44,10 +44,17 @@ def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
 
 
 def drift_report(
-    store: ArtifactStore, eng: Engine, spec: JobSpec, model_version: int | None, predictions: Path | list[Path]
+    store: ArtifactStore,
+    eng: Engine,
+    spec: JobSpec,
+    model_version: int | None,
+    predictions: Path | list[Path],
+    shard_counts: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """Score PSI against the model's holdout scores, with the job's warning threshold applied, over the
-    day's predictions (one file per shard)."""
+    """The day's drift: the score's PSI (kept as ``score_psi``) and, with the shards' feature counts, every
+    feature's and the score's metrics with their levels (``metrics``, for the drift_metrics table) and a
+    summary (``level``, ``alerts``, ``warnings``)."""
+    from pipeline import drift
     paths = predictions if isinstance(predictions, list) else [predictions]
     parts = [pq.read_table(p, columns=["score"]).column("score").to_numpy() for p in paths]
     scores = np.concatenate(parts) if parts else np.array([], dtype=np.float64)
@@ -61,6 +68,19 @@ def drift_report(
         log.warning("no manifest at %s; drift not measured", key)
         return report
     ref = (manifest.get("reference") or {}).get("score")
+    metrics: list[dict[str, Any]] = []
+    features = (manifest.get("reference") or {}).get("features")
+    merged = drift.merge_counts(shard_counts or [])
+    if features and merged:
+        metrics += drift.day_metrics(features, merged, spec.drift)
+    if ref and len(scores):
+        metrics += drift.score_metrics(ref, scores, spec.drift)
+    if metrics:
+        report["metrics"] = metrics
+        report.update(drift.summary(metrics))
+        for m in metrics:
+            if m["level"] == "alert":
+                log.warning("drift alert for %s: %s %s = %s", spec.name, m["feature"], m["metric"], m["value"])
     if ref:
         value = psi(ref, scores)
         report["score_psi"] = round(value, 5)

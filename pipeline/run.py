@@ -618,14 +618,29 @@ def _score_snapshot(ctx: _Ctx, shard: ShardState, drop_keys: list[Any]) -> Score
             threads=ctx.settings.threads,
             batch_rows=ctx.settings.batch_rows,
             drop_keys=drop_keys,
+            reference=_feature_reference(ctx, mv),
         )
+
+
+def _feature_reference(ctx: _Ctx, mv: ModelVersion) -> dict[str, Any] | None:
+    """The model's feature drift reference from its manifest (None for a model trained before there was one)."""
+    from pipeline.storage import model_prefix
+
+    try:
+        manifest = json.loads(ctx.store.get_bytes(f"{model_prefix(mv.name, mv.version)}/manifest.json"))
+    except Exception as exc:
+        log.warning("%s v%s: no manifest (%s); feature drift not measured", mv.name, mv.version, str(exc).splitlines()[0])
+        return None
+    return (manifest.get("reference") or {}).get("features")
 
 
 def _record_score(ctx: _Ctx, shard: ShardState, sc: Scored) -> None:
     """Store the scored file as the shard's predictions.parquet and count its rows."""
     shard.predictions_uri = ctx.store.put_file(f"{shard.prefix}/predictions.parquet", Path(sc.uri))
     shard.counts["scored"] = sc.rows
-    runs.update_shard(ctx.eng, shard.run_id, shard.index, rows_scored=sc.rows, predictions_uri=shard.predictions_uri)
+    runs.update_shard(
+        ctx.eng, shard.run_id, shard.index, rows_scored=sc.rows, predictions_uri=shard.predictions_uri, drift_counts=sc.drift_counts
+    )
     if shard.shards == 1:
         runs.update(ctx.eng, shard.run_id, rows_scored=sc.rows)
 
@@ -909,15 +924,31 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
         )
 
         def monitor_and_record() -> None:
-            uris = [r["predictions_uri"] for r in runs.shards(ctx.eng, state.run_id)]
+            parts = runs.shards(ctx.eng, state.run_id)
+            uris = [r["predictions_uri"] for r in parts]
             with _local_files(ctx.store, uris) as paths:
-                state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, paths)
+                state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, paths, [r.get("drift_counts") for r in parts])
+            _record_drift(ctx, state)
             state.manifest_uri = _write_manifest(settings, state, ctx.eng, status="succeeded")
             runs.finish(ctx.eng, state.run_id, "succeeded", drift=state.drift, manifest_uri=state.manifest_uri, error=None)
 
         _retrying(monitor_and_record, f"run {state.run_id}: monitor and manifest")
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return state
+
+
+def _record_drift(ctx: _Ctx, state: RunState) -> None:
+    """One drift_metrics row per feature and metric of the run (replacing an earlier try's)."""
+    metrics = (state.drift or {}).pop("metrics", None)
+    if not metrics:
+        return
+    with ctx.eng.begin() as conn:
+        conn.execute(sa.text("DELETE FROM drift_metrics WHERE run_id = CAST(:r AS uuid)"), {"r": state.run_id})
+        conn.execute(
+            db.query("insert_drift_metric"),
+            [{"run_id": state.run_id, "job": state.job, "ds": state.day, **m} for m in metrics],
+        )
+    state.drift = {**(state.drift or {}), "metrics_rows": len(metrics)}
 
 
 @contextmanager

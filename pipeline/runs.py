@@ -185,6 +185,7 @@ _SHARDS = sa.table(
             "resources",
             "error",
             "error_detail",
+            "drift_counts",
             "finished_at",
         )
     ),
@@ -221,7 +222,7 @@ def update_shard(eng: Engine, run_id: str, shard: int, seconds: dict[str, float]
     values = {
         k: (
             sa.literal(json.loads(json.dumps(v, default=str)), JSONB)
-            if k in ("validation_summary", "error_detail", "resources") and v is not None
+            if k in ("validation_summary", "error_detail", "resources", "drift_counts") and v is not None
             else v
         )
         for k, v in fields.items()

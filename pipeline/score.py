@@ -38,6 +38,7 @@ class Scored:
     uri: str
     rows: int
     score_mean: float
+    drift_counts: dict[str, Any] | None = None  # the scored rows in the drift reference's bins (pipeline.drift)
 
 
 def score_batch(
@@ -98,9 +99,14 @@ def score(
     threads: int,
     batch_rows: int,
     drop_keys: Iterable[Any] = (),
+    reference: dict[str, Any] | None = None,
 ) -> Scored:
     """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into the local file ``out``
-    (``Scored.uri`` is its path until the caller stores it)."""
+    (``Scored.uri`` is its path until the caller stores it). With the model's feature ``reference``, the
+    scored rows are also counted into its bins for the day's drift."""
+    from pipeline.drift import DriftCounter
+
+    counter = DriftCounter(reference) if reference else None
     scored_at = datetime.now(UTC)
     rows, total = 0, 0.0
     # dictionary pages for the repeated strings; entity ids are all different (a dictionary of them is
@@ -112,7 +118,11 @@ def score(
             if batch.num_rows == 0:
                 continue
             scores = score_batch(booster, batch, spec, threads, buffer)
+            if counter is not None:
+                counter.add(batch)
             writer.write_batch(predictions_batch(batch, scores, spec, ds, mv, run_id, scored_at))
             rows += batch.num_rows
             total += float(scores.sum())
-    return Scored(uri=str(out), rows=rows, score_mean=(total / rows) if rows else float("nan"))
+    return Scored(
+        uri=str(out), rows=rows, score_mean=(total / rows) if rows else float("nan"), drift_counts=counter.to_json() if counter else None
+    )

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from pipeline import db, registry
 from pipeline.config import Settings
+from pipeline.drift import feature_reference
 from pipeline.errors import ModelError, NightscoreError
 from pipeline.features import feature_types, to_matrix
 from pipeline.jobs import JobSpec
@@ -132,7 +133,8 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "num_boost_round": t.num_boost_round,
         "xgboost_version": xgb.__version__,
         "format": "ubj",
-        "reference": {"score": reference_bins(p_hold.astype(np.float64))},
+        # what drift is measured against: binned distributions, no raw rows (pipeline/drift.py)
+        "reference": {"score": reference_bins(p_hold.astype(np.float64)), "features": feature_reference(spec, train_t)},
     }
     eng = db.ready_engine(settings)
     store = open_store(settings)
