@@ -1,11 +1,12 @@
 """
 # Nightly scoring: `score_<job>`
 
-One DAG per job spec in `dags/jobs/*.yml`: **begin → shard × N → publish → monitor**.
+One DAG per job spec in `dags/jobs/*.yml`: **begin → shard × N → publish → monitor → drift_alert**.
 `begin` creates the run and splits the day into the job's `shards` (a stable hash of the entity key);
 each mapped `shard` task extracts, validates, scores and loads its own rows, on whichever worker runs
 it (retried alone if it fails); `publish` checks the whole day and swaps it in atomically; `monitor`
-measures drift and writes the manifest. Only the run's small state goes through XCom; the data moves
+measures drift and writes the manifest; `drift_alert` runs only when a drift metric reached its alert level
+(it is *skipped* otherwise) and then emits the Asset `nightscore://drift/<job>`, which starts `train_<job>`. Only the run's small state goes through XCom; the data moves
 as Parquet through the artifact store.
 
 **Which day a run scores**
@@ -55,6 +56,9 @@ TIMEOUTS = {
 def predictions_asset(job: str) -> Asset:
     """The published predictions of one job; schedule a downstream DAG on it with ``schedule=[asset]``."""
     return Asset(name=f"nightscore_predictions_{job}", uri=f"nightscore://predictions/{job}", group="nightscore")
+
+
+drift_asset = nt.drift_asset  # a day's drift at its alert level: what train_<job> is scheduled on, beside its cron
 
 
 def scoring_params(spec: JobSpec) -> dict[str, Param]:
@@ -132,10 +136,22 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
             published = get_current_context()["ti"].xcom_pull(task_ids="publish")
             return nt.step("finish", published or work[0]["state"], get_current_context())
 
+        drifted = drift_asset(spec.name)
+
+        @task(execution_timeout=TIMEOUTS["monitor"], outlets=[drifted])
+        def drift_alert(monitored: dict[str, Any]) -> dict[str, Any]:
+            """Skipped unless the day's drift reached its alert level; then its Asset event starts train_<job>."""
+            extra = nt.drift_extra(monitored)
+            if extra is None:
+                raise AirflowSkipException(f"drift level {(monitored.get('drift') or {}).get('level', 'unknown')}: below alert, no retraining")
+            get_current_context()["outlet_events"][drifted].extra = extra
+            return extra
+
         work = begin()
         watched = monitor(work)
         watched.operator.operator_extra_links = nt.REPORT_LINKS  # buttons on the monitor task: Data Docs, manifest
         shard.expand(work=work) >> publish(work) >> watched
+        drift_alert(watched)
     return dag
 
 

@@ -1,8 +1,10 @@
 """
 # Retraining: `train_<job>`
 
-One DAG per job spec in `dags/jobs/*.yml`, on the spec's `training.schedule` (weekly by default) and
-on demand. It trains an XGBoost model on the spec's training query, registers it as a new version in
+One DAG per job spec in `dags/jobs/*.yml`, on the spec's `training.schedule` (weekly by default), **or**
+when a scored day's drift reaches its alert level (the Asset `nightscore://drift/<job>`, emitted by
+`score_<job>`'s `drift_alert` task), and on demand. The task log starts with why it runs (the drift event:
+which day, model and metrics; or its schedule). It trains an XGBoost model on the spec's training query, registers it as a new version in
 the model registry, and moves the job's alias (`champion`) to it **only if** it beats the current
 champion's AUC on the same held-out days by at least `training.promote_margin`. Otherwise the
 champion stays, and the task log says so with both scores.
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
 from pipeline import airflow_tasks as nt
 from pipeline.jobs import JobSpec, load_all
@@ -30,7 +32,9 @@ def build_training_dag(spec: JobSpec) -> DAG:
         dag_id=f"train_{spec.name}",
         description=f"Retrain {spec.model.name} and promote it if it beats {spec.model.alias}",
         doc_md=f"{__doc__}\n\n**This job**: model `{spec.model.name}`, schedule `{spec.training.schedule}` {spec.timezone}, margin {spec.training.promote_margin}.",
-        schedule=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone), assets=[nt.drift_asset(spec.name)]
+        ),
         start_date=datetime(2020, 1, 1),
         catchup=False,
         max_active_runs=1,

@@ -385,6 +385,52 @@ class ManifestLink(_ArtifactLink):
 REPORT_LINKS = (DataDocsLink(), ManifestLink())
 
 
+def drift_asset(job: str) -> Any:
+    """A day of ``job`` whose drift reached its alert level: ``train_<job>`` is scheduled on it, beside its cron."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"nightscore_drift_{job}", uri=f"nightscore://drift/{job}", group="nightscore")
+
+
+def drift_extra(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The drift Asset event's ``extra`` (what crossed its alert level, on which day and model), or None when
+    nothing did."""
+    drift = state.get("drift") or {}
+    if drift.get("level") != "alert":
+        return None
+    return {
+        "job": state["job"],
+        "ds": state["ds"],
+        "run_id": state["run_id"],
+        "model_name": state.get("model_name"),
+        "model_version": state.get("model_version"),
+        "alerts": drift.get("alerts", []),
+    }
+
+
+def drift_events(context: Any) -> list[dict[str, Any]]:
+    """The ``extra`` of each drift Asset event that started this run (none for a scheduled or manual run)."""
+    events = context.get("triggering_asset_events") or {}
+    found = []
+    for _asset, evs in getattr(events, "items", lambda: [])():
+        for ev in evs:
+            extra = dict(getattr(ev, "extra", None) or {})
+            if extra.get("alerts") is not None:
+                found.append(extra)
+    return found
+
+
+def training_reason(context: Any) -> str:
+    """Why this training run runs, for its log: the drift events that started it, or its schedule / a person."""
+    found = drift_events(context)
+    if found:
+        return "drift reached its alert level: " + "; ".join(
+            f"{e.get('job')} {e.get('ds')} (model v{e.get('model_version')}): {', '.join(e['alerts'])}" for e in found
+        )
+    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
+    return "its schedule" if run_type.lower().endswith("scheduled") else f"a {run_type or 'manual'} run"
+
+
 def published_extra(state: dict[str, Any]) -> dict[str, Any]:
     """The ``extra`` of the Asset event a publish emits: which day, run and model, and the counts."""
     counts = state.get("counts") or {}
@@ -406,14 +452,17 @@ def train(job: str, context: Any) -> dict[str, Any]:
     from pipeline.schedule import latest_complete_day
     from pipeline.train import train_model
 
+    log.info("training %s because of %s", job, training_reason(context))
     settings = task_settings()
     spec = load_job(JOBS_DIR, job)
     params = context["params"]
-    end = (
-        parse_ds(params["end"], where="the end parameter")
-        if params.get("end")
-        else latest_complete_day(context["dag_run"].run_after, spec.timezone)
-    )
+    drifted = [e["ds"] for e in drift_events(context) if e.get("ds")]
+    if params.get("end"):
+        end = parse_ds(params["end"], where="the end parameter")
+    elif drifted:  # started by drift: hold out the days up to the drifted one, so the new model has seen them
+        end = parse_ds(max(drifted), where="the drift event's ds")
+    else:
+        end = latest_complete_day(context["dag_run"].run_after, spec.timezone)
     result = train_model(settings, spec, end=end, promote=params.get("promote") or "if_better")
     log.info("%s v%s trained on the window ending %s: %s", result.model_name, result.version, end, result.metrics)
     log.info("%s", result.reason)

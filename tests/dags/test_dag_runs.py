@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from pipeline import db, registry
 from tests.conftest import DAY
+from tests.dags.conftest import shift_day
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +85,7 @@ def test_the_asset_event_says_which_day_run_and_model_it_published(airflow_setti
 
     dr = dag("score_churn").test(logical_date=_at(DAY))
     assert str(dr.state) == "success", _states(dr)
+    assert _states(dr)["drift_alert"] == "skipped"  # no drift at its alert level: no drift event
     [run] = _runs(airflow_settings, dr.run_id)
     with create_session() as session:
         event = session.scalars(sa.select(AssetEvent).where(AssetEvent.source_run_id == dr.run_id)).one()
@@ -133,6 +135,30 @@ def test_pinned_model_version(airflow_settings):
     dr = dag("score_churn").test(logical_date=_at(DAY + timedelta(days=1)))
     assert str(dr.state) == "success", _states(dr)
     assert {r.model_version for r in _rows(airflow_settings, DAY + timedelta(days=1))} == {2}
+
+
+def test_a_drifted_day_emits_the_drift_event_that_schedules_training(airflow_settings):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    day = DAY + timedelta(days=2)
+    shift_day(airflow_settings, day)
+    dr = dag("score_churn").test(logical_date=_at(day))
+    assert str(dr.state) == "success", _states(dr)
+    assert _states(dr)["drift_alert"] == "success"
+    [run] = _runs(airflow_settings, dr.run_id)
+    with create_session() as session:
+        events = session.scalars(
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(
+                AssetEvent.source_run_id == dr.run_id, AssetModel.uri == "nightscore://drift/churn"
+            )
+        ).all()  # fmt: skip
+        extras = [dict(e.extra) for e in events]
+    assert len(extras) == 1 and extras[0]["ds"] == day.isoformat() and extras[0]["run_id"] == str(run["run_id"])
+    assert {"monthly_spend:psi", "plan:js"} <= set(extras[0]["alerts"]), extras
+    assert not [a for a in extras[0]["alerts"] if a.split(":")[0] not in ("monthly_spend", "plan", "score")]
+    train = dag("train_churn")
+    assert "nightscore://drift/churn" in str(train.timetable)  # train_churn runs on its cron or on this event
 
 
 def test_manual_trigger_without_logical_date_scores_the_ds_param_or_the_latest_day(airflow_settings):
