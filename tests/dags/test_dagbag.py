@@ -50,7 +50,7 @@ def test_every_dag_is_tagged_documented_owned_and_retried(dagbag):
 def test_scoring_dag_shape(dagbag):
     spec = load_all(DAGS / "jobs")[0]
     dag = dagbag.dags[f"score_{spec.name}"]
-    order = ["begin", "shard", "publish", "monitor"]
+    order = ["begin", "shard", "publish", "monitor", "drift_alert"]
     assert [t.task_id for t in sorted(dag.tasks, key=lambda t: order.index(t.task_id))] == order
     for a, b in zip(order, order[1:], strict=False):
         assert b in dag.get_task(a).downstream_task_ids
@@ -64,6 +64,9 @@ def test_scoring_dag_shape(dagbag):
     assert dag.params.get_param("ds").schema["format"] == "date"  # a date picker in the trigger form
     outlets = dag.get_task("publish").outlets
     assert [o.uri for o in outlets] == [f"nightscore://predictions/{spec.name}"]
+    assert [o.uri for o in dag.get_task("drift_alert").outlets] == [f"nightscore://drift/{spec.name}"]
+    train = dagbag.dags[f"train_{spec.name}"]
+    assert type(train.timetable).__name__ == "AssetOrTimeSchedule" and f"nightscore://drift/{spec.name}" in str(train.timetable)
 
 
 def test_validation_errors_are_not_retried(dagbag):
