@@ -398,13 +398,17 @@ def drift_extra(state: dict[str, Any]) -> dict[str, Any] | None:
     drift = state.get("drift") or {}
     if drift.get("level") != "alert":
         return None
+    return {**_run_facts(state), "alerts": drift.get("alerts", [])}
+
+
+def _run_facts(state: dict[str, Any]) -> dict[str, Any]:
+    """Which day, run and model a run's Asset events speak of (the start of each event's ``extra``)."""
     return {
         "job": state["job"],
         "ds": state["ds"],
         "run_id": state["run_id"],
         "model_name": state.get("model_name"),
         "model_version": state.get("model_version"),
-        "alerts": drift.get("alerts", []),
     }
 
 
@@ -435,11 +439,7 @@ def published_extra(state: dict[str, Any]) -> dict[str, Any]:
     """The ``extra`` of the Asset event a publish emits: which day, run and model, and the counts."""
     counts = state.get("counts") or {}
     return {
-        "job": state["job"],
-        "ds": state["ds"],
-        "run_id": state["run_id"],
-        "model_name": state.get("model_name"),
-        "model_version": state.get("model_version"),
+        **_run_facts(state),
         "shards": state.get("shards", 1),
         "rows_published": counts.get("published", 0),
         "rows_quarantined": counts.get("quarantined", 0),

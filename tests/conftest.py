@@ -289,3 +289,19 @@ def webhook(monkeypatch):
     monkeypatch.setenv("NIGHTSCORE_ALERT_WEBHOOK", hook.url)
     yield hook
     hook.close()
+
+
+def shift_day(settings, day) -> None:
+    """By hand, in the source: monthly_spend's mean moved, the premium plan's share doubled."""
+    from pipeline import db
+
+    with db.engine(settings).begin() as conn:
+        conn.execute(sa.text("UPDATE demo.customer_activity SET monthly_spend = monthly_spend * 1.6 + 20 WHERE ds = :d"), {"d": day})
+        conn.execute(
+            sa.text(
+                "UPDATE demo.customer_activity SET plan = 'premium' WHERE ds = :d AND customer_id IN ("
+                " SELECT customer_id FROM demo.customer_activity WHERE ds = :d AND plan <> 'premium' ORDER BY customer_id"
+                " LIMIT (SELECT count(*) FROM demo.customer_activity WHERE ds = :d AND plan = 'premium'))"
+            ),
+            {"d": day},
+        )

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pipeline.config import PROJECT_ROOT
@@ -75,19 +74,3 @@ def airflow_settings(settings, airflow_db, monkeypatch):
     monkeypatch.delenv("NIGHTSCORE_DATABASE_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     return settings
-
-
-def shift_day(settings, day) -> None:
-    """By hand, in the source: monthly_spend's mean moved, the premium plan's share doubled."""
-    from pipeline import db
-
-    with db.engine(settings).begin() as conn:
-        conn.execute(sa.text("UPDATE demo.customer_activity SET monthly_spend = monthly_spend * 1.6 + 20 WHERE ds = :d"), {"d": day})
-        conn.execute(
-            sa.text(
-                "UPDATE demo.customer_activity SET plan = 'premium' WHERE ds = :d AND customer_id IN ("
-                " SELECT customer_id FROM demo.customer_activity WHERE ds = :d AND plan <> 'premium' ORDER BY customer_id"
-                " LIMIT (SELECT count(*) FROM demo.customer_activity WHERE ds = :d AND plan = 'premium'))"
-            ),
-            {"d": day},
-        )

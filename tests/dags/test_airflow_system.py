@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT
-from tests.conftest import DAY, Webhook, drop_database
-from tests.dags.conftest import connection_env, shift_day
+from tests.conftest import DAY, Webhook, drop_database, shift_day
+from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
 pytestmark = pytest.mark.integration

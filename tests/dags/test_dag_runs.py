@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import db, registry
-from tests.conftest import DAY
-from tests.dags.conftest import shift_day
+from tests.conftest import DAY, shift_day
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.run import score_partition
-from tests.conftest import DAY
+from tests.conftest import DAY, shift_day
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +28,7 @@ def test_a_day_shifted_by_hand_alerts_on_those_features_only(local_settings):
     quiet = score_partition(local_settings, "churn", day)
     before = _metrics(local_settings, quiet.run_id)
     assert before and {level for _, level in before.values()} == {"ok"}, {k: v for k, v in before.items() if v[1] != "ok"}
-    with db.engine(local_settings).begin() as conn:  # one feature's mean moved, a category's share doubled
-        conn.execute(sa.text("UPDATE demo.customer_activity SET monthly_spend = monthly_spend * 1.6 + 20 WHERE ds = :d"), {"d": day})
-        conn.execute(
-            sa.text(
-                "UPDATE demo.customer_activity SET plan = 'premium' WHERE ds = :d AND customer_id IN ("
-                " SELECT customer_id FROM demo.customer_activity WHERE ds = :d AND plan <> 'premium' ORDER BY customer_id"
-                " LIMIT (SELECT count(*) FROM demo.customer_activity WHERE ds = :d AND plan = 'premium'))"
-            ),
-            {"d": day},
-        )
+    shift_day(local_settings, day)  # one feature's mean moved, a category's share doubled
     state = score_partition(local_settings, "churn", day)
     after = _metrics(local_settings, state.run_id)
     raised = {feature for (feature, _), (_, level) in after.items() if level == "alert" and feature != "score"}
