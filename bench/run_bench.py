@@ -470,6 +470,10 @@ PRELOAD = [
     "pipeline.publish",
     "pipeline.features",
     "pipeline.monitor",
+    "pipeline.report",  # the run report's plots (matplotlib) and the metrics export, drawn in monitor
+    "matplotlib.figure",
+    "pipeline.metrics",
+    "prometheus_client",
 ]
 _CONTEXT: list[Any] = []
 

@@ -3,8 +3,9 @@
 
 One DAG per job spec in `dags/jobs/*.yml`, on the spec's `training.schedule` (weekly by default), **or**
 when a scored day's drift reaches its alert level (the Asset `nightscore://drift/<job>`, emitted by
-`score_<job>`'s `drift_alert` task), and on demand. The task log starts with why it runs (the drift event:
-which day, model and metrics; or its schedule). It trains an XGBoost model on the spec's training query, registers it as a new version in
+`score_<job>`'s `drift_alert` task), **or** when a day's performance on its delayed outcomes does (the Asset
+`nightscore://performance/<job>`, emitted by `evaluate_<job>`), and on demand. The task log starts with
+why it runs (the event: drift or performance, which day, model and metrics; or its schedule). It trains an XGBoost model on the spec's training query, registers it as a new version in
 the model registry, and moves the job's alias (`champion`) to it **only if** it beats the current
 champion's AUC on the same held-out days by at least `training.promote_margin`. Otherwise the
 champion stays, and the task log says so with both scores.
@@ -33,7 +34,7 @@ def build_training_dag(spec: JobSpec) -> DAG:
         description=f"Retrain {spec.model.name} and promote it if it beats {spec.model.alias}",
         doc_md=f"{__doc__}\n\n**This job**: model `{spec.model.name}`, schedule `{spec.training.schedule}` {spec.timezone}, margin {spec.training.promote_margin}.",
         schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone), assets=[nt.drift_asset(spec.name)]
+            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone), assets=nt.retrain_assets(spec.name)
         ),
         start_date=datetime(2020, 1, 1),
         catchup=False,

@@ -382,7 +382,12 @@ class ManifestLink(_ArtifactLink):
     field = "manifest_uri"
 
 
-REPORT_LINKS = (DataDocsLink(), ManifestLink())
+class RunReportLink(_ArtifactLink):
+    name = "Run report"
+    field = "report_uri"
+
+
+REPORT_LINKS = (RunReportLink(), DataDocsLink(), ManifestLink())
 
 
 def drift_asset(job: str) -> Any:
@@ -392,13 +397,48 @@ def drift_asset(job: str) -> Any:
     return Asset(name=f"nightscore_drift_{job}", uri=f"nightscore://drift/{job}", group="nightscore")
 
 
+def performance_asset(job: str) -> Any:
+    """A day of ``job`` whose delayed-label performance reached its alert level (emitted by ``evaluate_<job>``)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"nightscore_performance_{job}", uri=f"nightscore://performance/{job}", group="nightscore")
+
+
+def retrain_assets(job: str) -> Any:
+    """What ``train_<job>`` is scheduled on beside its cron: drift *or* performance at its alert level."""
+    return drift_asset(job) | performance_asset(job)
+
+
+def evaluate(job: str, context: Any) -> dict[str, Any]:
+    """Evaluate the ``ds`` parameter's day, or every published day whose outcomes have matured and that has
+    no evaluation yet; return them and the performance Asset event's ``extra`` (None below the alert level)."""
+    from pipeline.evaluate import alert_extra, evaluate_day, evaluate_matured
+    from pipeline.jobs import load_job, parse_ds
+    from pipeline.metrics import export
+    from pipeline.schedule import latest_complete_day
+
+    settings = task_settings()
+    spec = load_job(JOBS_DIR, job)
+    params = context["params"]
+    today = latest_complete_day(context["dag_run"].run_after, spec.timezone) + timedelta(days=1)
+    if params.get("ds"):
+        found = [evaluate_day(settings, spec, parse_ds(params["ds"], where="the ds parameter"), today=today, early=bool(params.get("early")))]
+    else:
+        found = evaluate_matured(settings, spec, today)
+        if not found:
+            log.info("%s: no published day whose outcomes matured by %s is left to evaluate", job, today)
+    if found:
+        export(settings, job)
+    return {"evaluations": [e.to_dict() for e in found], "alert": alert_extra(found)}
+
+
 def drift_extra(state: dict[str, Any]) -> dict[str, Any] | None:
     """The drift Asset event's ``extra`` (what crossed its alert level, on which day and model), or None when
     nothing did."""
     drift = state.get("drift") or {}
     if drift.get("level") != "alert":
         return None
-    return {**_run_facts(state), "alerts": drift.get("alerts", [])}
+    return {"trigger": "drift", **_run_facts(state), "alerts": drift.get("alerts", [])}
 
 
 def _run_facts(state: dict[str, Any]) -> dict[str, Any]:
@@ -413,7 +453,8 @@ def _run_facts(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def drift_events(context: Any) -> list[dict[str, Any]]:
-    """The ``extra`` of each drift Asset event that started this run (none for a scheduled or manual run)."""
+    """The ``extra`` of each drift or performance Asset event that started this run (none for a scheduled or
+    manual run)."""
     events = context.get("triggering_asset_events") or {}
     found = []
     for _asset, evs in getattr(events, "items", lambda: [])():
@@ -428,8 +469,10 @@ def training_reason(context: Any) -> str:
     """Why this training run runs, for its log: the drift events that started it, or its schedule / a person."""
     found = drift_events(context)
     if found:
-        return "drift reached its alert level: " + "; ".join(
-            f"{e.get('job')} {e.get('ds')} (model v{e.get('model_version')}): {', '.join(e['alerts'])}" for e in found
+        return "; ".join(
+            f"{e.get('trigger', 'drift')} reached its alert level: {e.get('job')} {e.get('ds')} (model v{e.get('model_version')}): "
+            + ", ".join(e["alerts"])
+            for e in found
         )
     run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
     return "its schedule" if run_type.lower().endswith("scheduled") else f"a {run_type or 'manual'} run"

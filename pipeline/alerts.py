@@ -33,7 +33,7 @@ TIMEOUT = 10  # seconds for each webhook or SMTP call
 class Alert:
     job: str
     ds: str | None
-    kind: str  # failed | quarantine | late
+    kind: str  # failed | quarantine | late | performance
     summary: str  # one line: what happened
     detail: str = ""  # the error, or the numbers
     run_id: str | None = None
@@ -41,7 +41,7 @@ class Alert:
     links: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
-        head = {"failed": ":red_circle:", "quarantine": ":warning:", "late": ":hourglass:"}.get(self.kind, "")
+        head = {"failed": ":red_circle:", "quarantine": ":warning:", "late": ":hourglass:", "performance": ":chart_with_downwards_trend:"}.get(self.kind, "")
         lines = [f"{head} nightscore {self.job} {self.ds or ''}: {self.summary}".replace("  ", " ").strip()]
         if self.detail:
             lines.append(self.detail)

@@ -390,6 +390,7 @@ def runs(
             "validation_result": rec.get("validation_report_uri"),
             "data_docs": rec.get("data_docs_uri"),
             "manifest": rec.get("manifest_uri"),
+            "report": (manifest or {}).get("report_uri"),
         }
         shard_rows = runs_mod.shards(eng, run_id)
         out.print_json(json.dumps({"reports": reports, "run": rec, "shards": shard_rows, "manifest": manifest}, default=str))
@@ -434,6 +435,77 @@ def runs(
         for r in recent:
             if r["error"]:
                 out.print(Text(_cut(f"{str(r['run_id'])[:8]}  {r['error']}", 2 * out.width - 10)), soft_wrap=False)
+
+
+@app.command()
+@friendly
+def evaluate(
+    job: str = typer.Option(..., help="job name"),
+    ds: str | None = typer.Option(None, help="the published day to evaluate (YYYY-MM-DD); default: every matured day not yet evaluated"),
+    early: bool = typer.Option(False, "--early", help="evaluate --ds before its outcomes have matured (evaluation.mature_days)"),
+    as_json: bool = typer.Option(False, "--json", help="print the evaluations as JSON"),
+) -> None:
+    """Compare published predictions with the outcomes that arrived since: AUC, log loss, calibration,
+    precision and recall, beside the model's holdout metrics (recorded in the evaluations table)."""
+    from pipeline.evaluate import evaluate_day, evaluate_matured
+    from pipeline.jobs import load_job
+
+    s = _settings()
+    spec = load_job(s.jobs_dir, job)
+    _ready(s)
+    with out.status(f"evaluating {job}…"):
+        found = [evaluate_day(s, spec, _day(ds, "--ds"), early=early)] if ds else evaluate_matured(s, spec, date.today())
+    if as_json:
+        _json([e.to_dict() for e in found])
+        return
+    if not found and spec.evaluation:
+        last = date.today() - timedelta(days=spec.evaluation.mature_days)
+        first = last - timedelta(days=spec.evaluation.lookback_days - 1)
+        out.print(
+            f"{job}: nothing to evaluate: every published day from {first} to {last} (outcomes mature {spec.evaluation.mature_days} days "
+            "after a day) is evaluated already; a later day: --ds DAY --early"
+        )
+    for e in found:
+        style = {"alert": "red", "warn": "yellow", "insufficient": "yellow"}.get(e.level, "")
+        out.print(Text(e.line(), style=style))
+
+
+@app.command()
+@friendly
+def report(
+    job: str = typer.Option(..., help="job name"),
+    days: int = typer.Option(30, min=1, max=3660, help="how many days, ending --end"),
+    end: str | None = typer.Option(None, help="the last day (YYYY-MM-DD); default: yesterday"),
+    output: str | None = typer.Option(None, "--out", help="the HTML file to write; default: <home>/reports/<job>-<end>-<days>d.html"),
+) -> None:
+    """Write one self-contained HTML report of a job over time: rows, quarantine rate, drift per feature,
+    delayed-label metrics and run durations (open it in a browser, offline)."""
+    from pathlib import Path
+
+    from pipeline.jobs import load_job
+    from pipeline.report import job_report
+
+    s = _settings()
+    spec = load_job(s.jobs_dir, job)
+    _ready(s)
+    last = _day(end, "--end")
+    path = Path(output) if output else s.home / "reports" / f"{job}-{last}-{days}d.html"
+    with out.status(f"writing the report of {job}…"):
+        summary = job_report(s, spec, last - timedelta(days=days - 1), last, path)
+    out.print(f"{job}: {summary['days_published']} published day(s) of {days} in {path.resolve()}")
+
+
+@app.command()
+@friendly
+def metrics(job: str = typer.Option(..., help="job name")) -> None:
+    """Print the job's metrics in OpenMetrics form, as runs push or write them (see README, "Metrics for Prometheus")."""
+    from pipeline import db
+    from pipeline.jobs import load_job
+    from pipeline.metrics import openmetrics
+
+    s = _settings()
+    load_job(s.jobs_dir, job)
+    sys.stdout.write(openmetrics(db.ready_engine(s), job))
 
 
 @app.command()
@@ -588,6 +660,8 @@ def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(2
         state = score_partition(s, job, y)
     _print_run(state)
     out.print(f"[bold]artifacts[/] {store.uri(state.prefix)}")
+    if state.report_uri:
+        out.print(f"[bold]report[/]   {store.link(store.key(state.report_uri))}")
     out.print(
         "[bold]psql[/]     ",
         Text(f"psql '{db.libpq_uri(make_url(url)._replace(password=None).render_as_string(hide_password=False))}'"),

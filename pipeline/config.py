@@ -92,6 +92,10 @@ class Settings:
     s3_access_key: str | None = field(default=None, repr=False)
     s3_secret_key: str | None = field(default=None, repr=False)
     s3_region: str | None = None
+    # run metrics: pushed to this Pushgateway, or (None) written as node-exporter textfiles in metrics_dir
+    # (None: <home>/metrics); see pipeline/metrics.py
+    pushgateway_url: str | None = None
+    metrics_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -149,6 +153,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # with a secret file the key pair is explicit; otherwise boto3's own chain finds the credentials
         s3_access_key=(env.get("AWS_ACCESS_KEY_ID") or None) if s3_secret is not None else None,
         s3_secret_key=s3_secret,
+        pushgateway_url=env.get("NIGHTSCORE_PUSHGATEWAY_URL") or None,
+        metrics_dir=Path(env["NIGHTSCORE_METRICS_DIR"]).resolve() if env.get("NIGHTSCORE_METRICS_DIR") else None,
     )
 
 

@@ -108,7 +108,7 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
         pass
 
     def near(side: str) -> str:
-        return str(found[side]) if found[side] else f"none in the {window} days {side}"
+        return f"{found[side]} {side}" if found[side] else f"none in the {window} days {side}"
 
     state = (
         f"the day is still in progress in {spec.timezone} (the latest complete day is {complete})" if ds > complete else "a complete day"
@@ -116,7 +116,7 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
     over = f" over its {shards} shards" if shards > 1 else ""
     suggestion = found["before"] or (found["after"] if found["after"] and found["after"] <= complete else None)
     return ValidationFailed(
-        f"the source has no rows for {spec.name} {ds}{over} ({state}); the nearest days with rows: {near('before')} before, {near('after')} after",
+        f"the source has no rows for {spec.name} {ds}{over} ({state}); the nearest days with rows: {near('before')}, {near('after')}",
         where=str(spec.source.path(spec.spec_dir)),
         fix=(f"score a day that has data (--ds {suggestion}), or " if suggestion else "")
         + "check that the day's data has arrived in the source; nothing was published and the previous data is untouched",

@@ -136,6 +136,28 @@ class Drift(_Strict):
     out_of_range: Level = Level(warn=0.01, alert=0.05)  # share outside the training range / the allowed values
 
 
+class Evaluation(_Strict):
+    """Performance once the outcomes arrive: ``nightscore evaluate`` joins a published day's predictions with
+    what the outcome query returns for that day, and compares AUC, log loss and calibration with the model's
+    holdout metrics (see README, "Delayed labels")."""
+
+    sql: str  # the outcomes of the scored day :ds: the entity key and the label column
+    label: str | None = Field(default=None, pattern=NAME_RE)  # the outcome column (default: training.label)
+    mature_days: int = Field(default=30, ge=0)  # a day's outcomes are complete this many days after it
+    lookback_days: int = Field(default=90, ge=1)  # the scheduled evaluation looks this far back for matured days
+    schedule: str = "@daily"  # when the evaluate_<job> DAG evaluates the days that matured
+    min_labelled: int = Field(default=100, ge=1)  # fewer labelled rows: recorded, level 'insufficient'
+    # the holdout AUC minus the day's: a day of 20,000 rows and 10% positives wobbles by about 0.02 on its own
+    auc_drop: Level = Level(warn=0.03, alert=0.06)
+    logloss_rise: Level = Level(warn=0.05, alert=0.1)  # the day's log loss minus the holdout's
+    calibration_error: Level = Level(warn=0.03, alert=0.06)  # mean |score - outcome rate| over score deciles, weighted by rows
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
+
+
 class Alerts(_Strict):
     """Who hears about the job's days: a webhook (Slack-compatible JSON) and/or email addresses.
 
@@ -188,6 +210,7 @@ class JobSpec(_Strict):
     training: Training
     validation: ValidationPolicy = ValidationPolicy()
     drift: Drift = Drift()
+    evaluation: Evaluation | None = None
     alerts: Alerts = Alerts()
     tags: list[str] = Field(default_factory=list)
 
@@ -245,6 +268,14 @@ class JobSpec(_Strict):
 
     def source_sql(self, ds: date) -> str:
         return render_binds(self.source.path(self.spec_dir).read_text(), ds=ds)
+
+    @property
+    def outcome_label(self) -> str:
+        return (self.evaluation.label if self.evaluation else None) or self.training.label
+
+    def outcomes_sql(self, ds: date) -> str:
+        assert self.evaluation is not None
+        return render_binds((self.spec_dir / self.evaluation.sql).read_text(), ds=ds)
 
     def training_sql(self, start: date, end: date) -> str:
         return render_binds((self.spec_dir / self.training.sql).read_text(), start=start, end=end)
@@ -310,7 +341,10 @@ def load_spec(path: Path) -> JobSpec:
             where=str(path),
             fix=f"rename the file to {spec.name}.yml or set name: {path.stem}",
         )
-    for label, rel in (("source.sql", spec.source.sql), ("training.sql", spec.training.sql)):
+    files = [("source.sql", spec.source.sql), ("training.sql", spec.training.sql)]
+    if spec.evaluation:
+        files.append(("evaluation.sql", spec.evaluation.sql))
+    for label, rel in files:
         if not (spec.spec_dir / rel).is_file():
             raise JobSpecError(
                 f"{label} file {rel!r} does not exist", where=str(path), fix=f"create {spec.spec_dir / rel} or correct the path"

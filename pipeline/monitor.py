@@ -75,6 +75,12 @@ def drift_report(
         metrics += drift.day_metrics(features, merged, spec.drift)
     if ref and len(scores):
         metrics += drift.score_metrics(ref, scores, spec.drift)
+        counts = drift.bin_counts(scores[~np.isnan(scores)], np.asarray(ref["edges"], dtype=np.float64))
+        report["score_hist"] = {  # for the run report's plot: the day's shares in the reference's deciles
+            "edges": ref["edges"],
+            "reference": ref["shares"],
+            "day": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
+        }
     if metrics:
         report["metrics"] = metrics
         report.update(drift.summary(metrics))

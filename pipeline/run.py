@@ -43,6 +43,7 @@ from pipeline import db, failpoints, registry, runs, shards
 from pipeline.config import Settings
 from pipeline.errors import Interrupted, NightscoreError, explain
 from pipeline.jobs import JobSpec, load_job
+from pipeline.metrics import export as export_metrics
 from pipeline.storage import ArtifactStore, open_store, run_prefix, stream_parquet
 
 if TYPE_CHECKING:  # the stages' modules are imported by the steps that use them
@@ -79,6 +80,7 @@ class RunState:
     data_docs_uri: str | None = None
     predictions_uri: str | None = None
     manifest_uri: str | None = None
+    report_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     drift: dict[str, Any] | None = None
@@ -251,6 +253,8 @@ def _record_failure(settings: Settings, state: RunState, name: str, exc: BaseExc
             _write_manifest(settings, state, eng, status=status, error=message)
         except Exception as man_exc:  # the store may be what failed; the ledger has it all
             log.info("run %s: its manifest was not written (%s)", state.run_id, str(man_exc).splitlines()[0])
+        if not state.dry_run:
+            export_metrics(settings, state.job, eng)
     if status != "published" and state.loading_table and eng is not None:
         from pipeline.publish import drop_loading_table
 
@@ -386,6 +390,7 @@ def _shard_failure(settings: Settings, shard: ShardState, name: str, exc: BaseEx
         if runs.status(eng, shard.run_id) not in ("published", "succeeded"):
             runs.finish(eng, shard.run_id, status, error=f"[{label}] {message}", stage=label)
             _write_manifest(settings, _state_of(eng, shard), eng, status=status, error=message)
+            export_metrics(settings, shard.job, eng)
     except Exception as rec_exc:
         log.info("run %s: the failure of %s was not recorded (%s)", shard.run_id, label, str(rec_exc).splitlines()[0])
     shutil.rmtree(_shard_workdir(settings, shard), ignore_errors=True)
@@ -474,6 +479,8 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
     feed = BatchFeed()
     spec = load_job(settings.jobs_dir, shard.job)
     early: Scored | None = None
+    if score_meanwhile:  # this thread's one big import, done before the GX thread starts importing GX: two
+        import xgboost  # noqa: F401  # threads importing modules they share can deadlock on Python's import locks
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightscore-validate") as pool:
         validating = pool.submit(_validate_feed, spec, feed, settings.validate_batch_rows, shard.shards == 1)
         try:
@@ -929,12 +936,28 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
             with _local_files(ctx.store, uris) as paths:
                 state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, paths, [r.get("drift_counts") for r in parts])
             _record_drift(ctx, state)
+            state.report_uri = _write_run_report(ctx, state)
             state.manifest_uri = _write_manifest(settings, state, ctx.eng, status="succeeded")
             runs.finish(ctx.eng, state.run_id, "succeeded", drift=state.drift, manifest_uri=state.manifest_uri, error=None)
 
         _retrying(monitor_and_record, f"run {state.run_id}: monitor and manifest")
+        if not state.dry_run:
+            export_metrics(settings, state.job, ctx.eng)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return state
+
+
+def _write_run_report(ctx: _Ctx, state: RunState) -> str | None:
+    """The run's HTML report (``report.html`` beside its manifest); a report that cannot be drawn is logged,
+    and the run goes on: it is a view of the ledger, which has it all."""
+    from pipeline.report import run_report
+
+    try:
+        html = run_report(ctx.eng, ctx.store, ctx.spec, state, f"{state.prefix}/manifest.json")
+    except Exception as exc:
+        log.warning("run %s: its HTML report was not written: %s", state.run_id, explain(exc))
+        return None
+    return ctx.store.put_bytes(f"{state.prefix}/report.html", html.encode())
 
 
 def _record_drift(ctx: _Ctx, state: RunState) -> None:
@@ -994,6 +1017,7 @@ def _write_manifest(settings: Settings, s: RunState, eng: Any, *, status: str, e
         "validation_uri": s.validation_uri,
         "data_docs_uri": s.data_docs_uri,
         "predictions_uri": s.predictions_uri,
+        "report_uri": s.report_uri,
         "shards": [{k: v for k, v in r.items() if k not in ("run_id", "validation_summary", "error_detail")} for r in shard_rows],
         "drift": s.drift,
         "seconds": s.seconds,

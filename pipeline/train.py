@@ -117,6 +117,11 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "holdout_rows": int(hold_t.num_rows),
         "positive_rate": round(float(y_hold.mean()), 6),
     }
+    # what a day's delayed-label evaluation is compared with (pipeline/evaluate.py)
+    from pipeline.evaluate import classification_metrics
+
+    held = classification_metrics(y_hold, p_hold, spec.decision.threshold)
+    metrics.update({k: held[k] for k in ("brier", "precision", "recall", "calibration_error")})
     window = {
         "train_start": train_start,
         "train_end": holdout_start - timedelta(days=1),

@@ -18,6 +18,9 @@ from pipeline.config import PROJECT_ROOT, Settings
 
 DAY = date(2026, 3, 15)  # the partition most tests score
 CUSTOMERS = 3_000
+# the browser tests drive Debian's Chromium (make test installs it with tools/ensure_browser.sh)
+CHROMIUM = next((p for p in (os.environ.get("NIGHTSCORE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser") if p and os.path.exists(p)), None)
+NO_CHROMIUM = "no Chromium here: make test installs Debian's chromium (tools/ensure_browser.sh), or set NIGHTSCORE_CHROMIUM"
 
 
 def make_settings(home: Path, database_url: str, artifacts: Path | str, **kw) -> Settings:
@@ -305,3 +308,12 @@ def shift_day(settings, day) -> None:
             ),
             {"d": day},
         )
+
+
+def flip_outcomes(settings, day) -> None:
+    """By hand, in the source: every outcome of ``day`` turned round, as if what drove churn had changed
+    after the day was scored (the published scores stay; their AUC on these outcomes drops far below 0.5)."""
+    from pipeline import db
+
+    with db.engine(settings).begin() as conn:
+        conn.execute(sa.text("UPDATE demo.customer_activity SET churned = NOT churned WHERE ds = :d"), {"d": day})

@@ -9,7 +9,6 @@ S3 endpoint. One deployment serves the module."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -28,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT
-from tests.conftest import DAY, Webhook, drop_database, shift_day
+from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, drop_database, flip_outcomes, shift_day
 from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
@@ -233,10 +232,13 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     assert {p["owner_host"] for p in parts} == {"w1", "w2"}, ([(p["shard"], p["owner_host"]) for p in parts], _tail(log_path))  # both workers
     assert all(p["owner_task"].startswith(f"score_churn.shard[{p['shard']}] ") for p in parts)
     assert (day.n, day.keys, day.runs) == (3_000, 3_000, 1)  # once, whole, from one run
-    # the monitor task's buttons in the UI: the run's Data Docs and manifest, presigned links a browser opens
+    # the monitor task's buttons in the UI: the run's report, Data Docs and manifest, presigned links a browser opens
     status, body = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{run_id}/taskInstances/monitor/links")
     links = body.get("extra_links") or {}
-    assert status == 200 and {"Data Docs", "Run manifest"} <= set(links), body
+    assert status == 200 and {"Run report", "Data Docs", "Run manifest"} <= set(links), body
+    with urllib.request.urlopen(links["Run report"], timeout=30) as resp:
+        page = resp.read().decode()
+    assert f"<title>churn {DAY} · nightscore</title>" in page and page.count("<svg") >= 3 and "4 shards" in page
     with urllib.request.urlopen(links["Run manifest"], timeout=30) as resp:
         manifest = json.loads(resp.read())
     assert manifest["run_id"] == str(run["run_id"]) and manifest["counts"]["published"] == 3_000
@@ -296,14 +298,13 @@ def test_rest_backfill_of_three_days(airflow_server, system_settings):
 
 # --- the UI, in a real browser, as an analyst clicks it ------------------------------------------------------
 
-CHROMIUM = next((p for p in (os.environ.get("NIGHTSCORE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser") if p and os.path.exists(p)), None)
 
 
 @pytest.fixture(scope="module")
 def ui(airflow_server):
     """A Chromium page logged in to the deployment's UI as admin."""
     if CHROMIUM is None:
-        pytest.skip("no Chromium here: make test installs Debian's chromium (tools/ensure_browser.sh), or set NIGHTSCORE_CHROMIUM")
+        pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     api, _ = airflow_server
@@ -511,3 +512,36 @@ def test_a_drifted_day_starts_training_and_its_log_says_why(airflow_server, syst
     assert train["state"] == "success", text[-3000:]
     assert f"training churn because of drift reached its alert level: churn {day}" in text, text[-3000:]
     assert f"trained on the window ending {day}" in text and ("promoted" in text or "kept" in text), text[-3000:]
+
+
+def test_outcomes_turned_round_start_training_too(airflow_server, system_settings):
+    """The published day's outcomes turned round by hand: evaluate_churn records the AUC drop, emits
+    nightscore://performance/churn, and the scheduler starts train_churn on it, whose log says why."""
+    api, log_path = airflow_server
+    flip_outcomes(system_settings, DAY)
+    status, body = api.call("PATCH", "/api/v2/dags/evaluate_churn", {"is_paused": False})
+    assert status == 200, body
+    status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?run_type=asset_triggered&limit=10")
+    earlier = {r["dag_run_id"] for r in listing["dag_runs"]}
+    status, body = api.call("POST", "/api/v2/dags/evaluate_churn/dagRuns", {"logical_date": None, "conf": {"ds": DAY.isoformat()}})
+    assert status == 200, body
+    run_id = body["dag_run_id"]
+    deadline = time.monotonic() + 300
+    while True:
+        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?run_type=asset_triggered&limit=10")
+        runs = [r for r in listing["dag_runs"] if r["dag_run_id"] not in earlier]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        assert time.monotonic() < deadline, f"no performance-triggered training run: {runs}\n{_tail(log_path)}"
+        time.sleep(3)
+    status, tis = api.call("GET", f"/api/v2/dags/evaluate_churn/dagRuns/{run_id}/taskInstances")
+    assert {t["task_id"]: t["state"] for t in tis["task_instances"]} == {"evaluate": "success", "performance_alert": "success"}, tis
+    with sa.create_engine(system_settings.database_url).connect() as conn:
+        level = conn.execute(sa.text("SELECT level FROM evaluations WHERE job = 'churn' AND ds = :d"), {"d": DAY}).scalar()
+    assert level == "alert"
+    [train] = runs
+    status, logs = api.call("GET", f"/api/v2/dags/train_churn/dagRuns/{train['dag_run_id']}/taskInstances/train/logs/1")
+    text = json.dumps(logs)
+    assert train["state"] == "success", text[-3000:]
+    assert f"training churn because of performance reached its alert level: churn {DAY}" in text, text[-3000:]
+    assert f"trained on the window ending {DAY}" in text and ("promoted" in text or "kept" in text), text[-3000:]

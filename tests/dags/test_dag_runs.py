@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import db, registry
-from tests.conftest import DAY, shift_day
+from tests.conftest import DAY, flip_outcomes, shift_day
 
 pytestmark = pytest.mark.integration
 
@@ -158,6 +158,44 @@ def test_a_drifted_day_emits_the_drift_event_that_schedules_training(airflow_set
     assert not [a for a in extras[0]["alerts"] if a.split(":")[0] not in ("monthly_spend", "plan", "score")]
     train = dag("train_churn")
     assert "nightscore://drift/churn" in str(train.timetable)  # train_churn runs on its cron or on this event
+
+
+def test_outcomes_turned_round_emit_the_performance_event_that_schedules_training(airflow_settings):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    from pipeline.run import score_partition
+
+    good, bad = DAY - timedelta(days=1), DAY
+    for d in (good, bad):
+        score_partition(airflow_settings, "churn", d)
+    flip_outcomes(airflow_settings, bad)
+    # a day as it should be: evaluated, no event (these days are months old: outside the scheduled run's
+    # 90-day lookback, so each is named with the ds parameter)
+    dr = dag("evaluate_churn").test(logical_date=None, run_conf={"ds": good.isoformat()})
+    assert str(dr.state) == "success" and _states(dr)["performance_alert"] == "skipped", _states(dr)
+    dr = dag("evaluate_churn").test(logical_date=None, run_conf={"ds": bad.isoformat()})
+    assert str(dr.state) == "success", _states(dr)
+    assert _states(dr)["performance_alert"] == "success"
+    out = dr.get_task_instance("evaluate").xcom_pull(task_ids="evaluate")
+    assert [e["level"] for e in out["evaluations"]] == ["alert"], out
+    with db.engine(airflow_settings).connect() as conn:
+        recorded = dict(conn.execute(sa.text("SELECT ds, level FROM evaluations WHERE job = 'churn'")).all())
+    assert recorded[bad] == "alert" and recorded[good] != "alert", recorded
+    with create_session() as session:
+        events = session.scalars(
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(
+                AssetEvent.source_run_id == dr.run_id, AssetModel.uri == "nightscore://performance/churn"
+            )
+        ).all()  # fmt: skip
+        extras = [dict(e.extra) for e in events]
+    assert len(extras) == 1 and extras[0]["trigger"] == "performance" and extras[0]["ds"] == bad.isoformat(), extras
+    assert "auc_drop" in extras[0]["alerts"]
+    # the training DAG's log line for a run this event starts
+    from pipeline.airflow_tasks import training_reason
+
+    reason = training_reason({"triggering_asset_events": {"performance": [type("Event", (), {"extra": extras[0]})()]}})
+    assert reason.startswith(f"performance reached its alert level: churn {bad} (model v1): auc_drop"), reason
 
 
 def test_manual_trigger_without_logical_date_scores_the_ds_param_or_the_latest_day(airflow_settings):

@@ -29,10 +29,13 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
 
 
-def test_one_scoring_and_one_training_dag_per_job(dagbag):
-    jobs = sorted(s.name for s in load_all(DAGS / "jobs"))
+def test_one_scoring_and_one_training_dag_per_job_and_an_evaluation_dag_where_the_spec_asks(dagbag):
+    specs = load_all(DAGS / "jobs")
+    jobs = sorted(s.name for s in specs)
     assert jobs, "no job specs found"
-    assert sorted(dagbag.dags) == sorted([f"score_{j}" for j in jobs] + [f"train_{j}" for j in jobs])
+    evaluated = [s.name for s in specs if s.evaluation]
+    assert evaluated, "the demo job has an evaluation block"
+    assert sorted(dagbag.dags) == sorted([f"score_{j}" for j in jobs] + [f"train_{j}" for j in jobs] + [f"evaluate_{j}" for j in evaluated])
 
 
 def test_every_dag_is_tagged_documented_owned_and_retried(dagbag):
@@ -66,7 +69,21 @@ def test_scoring_dag_shape(dagbag):
     assert [o.uri for o in outlets] == [f"nightscore://predictions/{spec.name}"]
     assert [o.uri for o in dag.get_task("drift_alert").outlets] == [f"nightscore://drift/{spec.name}"]
     train = dagbag.dags[f"train_{spec.name}"]
-    assert type(train.timetable).__name__ == "AssetOrTimeSchedule" and f"nightscore://drift/{spec.name}" in str(train.timetable)
+    assert type(train.timetable).__name__ == "AssetOrTimeSchedule"
+    # drift OR performance: either event alone starts a training run
+    condition = train.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny", condition
+    assert {a.uri for a in condition.objects} == {f"nightscore://drift/{spec.name}", f"nightscore://performance/{spec.name}"}
+
+
+def test_evaluation_dag_shape(dagbag):
+    spec = next(s for s in load_all(DAGS / "jobs") if s.evaluation)
+    dag = dagbag.dags[f"evaluate_{spec.name}"]
+    assert sorted(t.task_id for t in dag.tasks) == ["evaluate", "performance_alert"]
+    assert "performance_alert" in dag.get_task("evaluate").downstream_task_ids
+    assert [o.uri for o in dag.get_task("performance_alert").outlets] == [f"nightscore://performance/{spec.name}"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert set(dag.params) == {"ds", "early"}
 
 
 def test_validation_errors_are_not_retried(dagbag):

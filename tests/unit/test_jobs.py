@@ -17,7 +17,7 @@ def _write(tmp_path: Path, **changes) -> Path:
     raw = yaml.safe_load((JOBS / "churn.yml").read_text())
     for key, value in changes.items():
         raw[key] = value
-    for name in ("churn.sql", "churn_train.sql"):
+    for name in ("churn.sql", "churn_train.sql", "churn_outcomes.sql"):
         (tmp_path / name).write_text((JOBS / name).read_text())
     path = tmp_path / f"{raw.get('name', 'churn')}.yml"
     path.write_text(yaml.safe_dump(raw))
@@ -49,6 +49,9 @@ def test_unknown_job_lists_known_ones():
         ({"timezone": "Mars/Olympus"}, r"field 'timezone': unknown timezone 'Mars/Olympus'"),
         ({"entity_key": "plan"}, r"entity_key 'plan' cannot also be a feature"),
         ({"features": [{"name": "a", "type": "float", "min": 5, "max": 1}]}, r"min > max"),
+        ({"evaluation": {"sql": "churn_outcomes.sql", "schedule": "daily"}}, r"field 'evaluation\.schedule': schedule 'daily'"),
+        ({"evaluation": {"sql": "churn_outcomes.sql", "auc_drop": {"warn": 0.1, "alert": 0.05}}}, r"field 'evaluation\.auc_drop'"),
+        ({"evaluation": {"sql": "churn_outcomes.sql", "mature_days": -1}}, r"field 'evaluation\.mature_days'"),
     ],
 )
 def test_invalid_spec_names_file_field_and_reason(tmp_path, change, message):
@@ -64,6 +67,15 @@ def test_spec_name_must_match_file(tmp_path):
     path.rename(other)
     with pytest.raises(JobSpecError, match="differs from the file name"):
         load_spec(other)
+
+
+def test_evaluation_block_defaults_and_its_outcome_query(tmp_path):
+    spec = load_job(JOBS, "churn")
+    assert spec.evaluation is not None and spec.evaluation.mature_days == 30 and spec.outcome_label == "churned"
+    assert "WHERE ds = DATE '2026-03-15'" in spec.outcomes_sql(parse_ds("2026-03-15"))
+    path = _write(tmp_path, evaluation={"sql": "missing.sql"})
+    with pytest.raises(JobSpecError, match=r"evaluation\.sql file 'missing\.sql' does not exist"):
+        load_spec(path)
 
 
 def test_missing_sql_file_is_reported(tmp_path):
