@@ -53,7 +53,8 @@ def _job(
     spec = yaml.safe_load((src / "churn.yml").read_text())
     spec["validation"] = {"policy": policy, "max_bad_ratio": max_bad_ratio, "min_rows": 1}
     (jobs / "churn.yml").write_text(yaml.safe_dump(spec))
-    shutil.copy(src / "churn_train.sql", jobs / "churn_train.sql")
+    for name in ("churn_train.sql", "churn_outcomes.sql"):
+        shutil.copy(src / name, jobs / name)
     sql = f"SELECT {', '.join(select)} FROM demo.customer_activity WHERE ds = :ds {where}"
     if union:
         sql += f" UNION ALL SELECT {', '.join(select)} FROM demo.customer_activity WHERE ds = :ds {union}"

@@ -90,12 +90,14 @@ def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
         "validation.json",
         "data_docs/index.html",
         "predictions.parquet",
+        "report.html",
         "manifest.json",
     }
     assert manifest["data_docs_uri"] == store.uri(f"{state.prefix}/data_docs/index.html")
+    assert manifest["report_uri"] == store.uri(f"{state.prefix}/report.html")  # written before the manifest, which names it
     res = CliRunner().invoke(app, ["runs", "--show", state.run_id], env=_env(settings))
     assert res.exit_code == 0 and '"manifest"' in res.output and state.run_id in res.output and "features.parquet" in res.output
-    assert manifest["data_docs_uri"] in res.output and manifest["validation_uri"] in res.output
+    assert manifest["data_docs_uri"] in res.output and manifest["validation_uri"] in res.output and manifest["report_uri"] in res.output
 
 
 def test_transient_s3_failures_are_retried(s3_settings, s3_endpoint):
