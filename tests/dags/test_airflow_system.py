@@ -84,11 +84,13 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
     env.update(connection_env(system_settings))
     hook = Webhook()  # the demo job's alerts go here (alerts.webhook_env in churn.yml)
     env["NIGHTSCORE_ALERT_WEBHOOK"] = hook.url
-    # the demo job with a deadline (06:00 the next day), which the demo spec leaves off for `airflow dags test`
+    # the demo job with a deadline, which the demo spec leaves off for `airflow dags test`: 00:00 the next day,
+    # the very moment the scheduled run for the latest complete day is due, so it is past whatever the time of
+    # day the tests run at (with 06:00, a suite started between midnight and 06:00 UTC found it still ahead)
     jobs = tmp / "jobs"
     shutil.copytree(PROJECT_ROOT / "dags" / "jobs", jobs)
     spec = yaml.safe_load((jobs / "churn.yml").read_text())
-    spec["alerts"]["deadline"] = "06:00"
+    spec["alerts"]["deadline"] = "00:00"
     (jobs / "churn.yml").write_text(yaml.safe_dump(spec))
     env["NIGHTSCORE_JOBS_DIR"] = str(jobs)
     env.update(
@@ -249,7 +251,7 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
 def test_a_scheduled_day_that_fails_alerts_once_and_then_misses_its_deadline(airflow_server):
     """Unpausing made the scheduler start the latest scheduled day, which has no source rows and fails. The
     webhook hears of it twice, once each: the failure (the DAG's failure notifier, in the dag-processor) and
-    the missed deadline (06:00 the next day, long past: Airflow's DeadlineAlert, its callback on a worker)."""
+    the missed deadline (00:00 the next day, past from the start: Airflow's DeadlineAlert, its callback on a worker)."""
     api, log_path = airflow_server
     status, listing = api.call("GET", "/api/v2/dags/score_churn/dagRuns?run_type=scheduled&limit=10")
     assert status == 200 and len(listing["dag_runs"]) == 1, listing
@@ -268,7 +270,7 @@ def test_a_scheduled_day_that_fails_alerts_once_and_then_misses_its_deadline(air
     day = scheduled["logical_date"][:10]
     failed, late = sorted(mine, key=lambda m: m["kind"])
     assert failed["ds"] == day and "no rows" in failed["detail"], failed
-    assert late["ds"] == day and late["summary"].startswith("not published by 06:00 (UTC) the next day; the run is "), late
+    assert late["ds"] == day and late["summary"].startswith("not published by 00:00 (UTC) the next day; the run is "), late
     # the manual and backfill runs of the other tests are past their deadlines too, but send nothing
     assert {m["json"]["nightscore"]["kind"] for m in api.webhook.received} <= {"failed", "late"}
 

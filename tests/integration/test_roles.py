@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -67,12 +68,19 @@ def test_writer_runs_the_pipeline_and_cannot_rewrite_the_registry(local_settings
         ["runs", "--reap"],
         ["runs"],
         ["model", "list"],
+        ["evaluate", "--job", "churn", "--ds", DAY.isoformat()],
+        ["report", "--job", "churn", "--days", "3", "--end", DAY.isoformat(), "--out", str(s.home / "job.html")],
+        ["metrics", "--job", "churn"],
     ):
         res = runner.invoke(app, args, env=env)
         assert res.exit_code == 0, f"{args}: {res.output}"
     with db.engine(s).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM predictions WHERE ds = :d"), {"d": DAY}).scalar() == CUSTOMERS
         assert conn.execute(sa.text("SELECT count(*) FROM scoring_runs WHERE status = 'succeeded'")).scalar() == 3
+        assert conn.execute(sa.text("SELECT count(*) FROM evaluations WHERE ds = :d"), {"d": DAY}).scalar() == 1
+    # the writer's runs drew their reports and wrote their metrics (both only warn when they cannot)
+    assert len(list(Path(s.artifact_uri).rglob("report.html"))) == 3
+    assert (s.home / "job.html").exists() and (s.home / "metrics" / "nightscore_churn.prom").exists()
     w = logins["writer"]
     assert "permission denied" in _denied(w, "UPDATE model_versions SET sha256 = 'x'")
     assert "permission denied" in _denied(w, "DELETE FROM model_versions")
