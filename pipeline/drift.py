@@ -209,11 +209,14 @@ def day_metrics(reference: dict[str, Any], counts: dict[str, Any], thresholds: A
     return out
 
 
-def score_metrics(score_ref: dict[str, Any], scores: np.ndarray, thresholds: Any) -> list[dict[str, Any]]:
-    """PSI and KS of the day's scores against the holdout scores' deciles."""
-    edges = np.asarray(score_ref["edges"], dtype=np.float64)
-    counts = bin_counts(scores[~np.isnan(scores)], edges).astype(np.float64)
-    day = counts / counts.sum() if counts.sum() else counts
+def score_shares(score_ref: dict[str, Any], scores: np.ndarray) -> np.ndarray:
+    """The share of ``scores`` (NaN left out) in each bin of the score reference's deciles."""
+    counts = bin_counts(scores[~np.isnan(scores)], np.asarray(score_ref["edges"], dtype=np.float64)).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def score_metrics(score_ref: dict[str, Any], day: np.ndarray, thresholds: Any) -> list[dict[str, Any]]:
+    """PSI and KS of the day's scores (their :func:`score_shares`) against the holdout scores' deciles."""
     expected = np.asarray(score_ref["shares"], dtype=np.float64)
     out = []
     for metric, value, limits in (("psi", psi(expected, day), thresholds.psi), ("ks", ks(expected, day), thresholds.ks)):

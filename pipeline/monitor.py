@@ -34,13 +34,12 @@ def _open_edges(edges: np.ndarray) -> np.ndarray:
 
 def psi(reference: dict[str, list[float]], values: np.ndarray) -> float:
     """Population stability index of ``values`` against a :func:`reference_bins` reference."""
+    from pipeline import drift
+
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return float("nan")
-    counts = np.histogram(values, bins=_open_edges(np.array(reference["edges"])))[0]
-    actual = np.clip(counts / counts.sum(), 1e-6, None)
-    expected = np.clip(np.array(reference["shares"]), 1e-6, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return drift.psi(np.asarray(reference["shares"]), drift.score_shares(reference, values))
 
 
 def drift_report(
@@ -73,13 +72,13 @@ def drift_report(
     merged = drift.merge_counts(shard_counts or [])
     if features and merged:
         metrics += drift.day_metrics(features, merged, spec.drift)
-    if ref and len(scores):
-        metrics += drift.score_metrics(ref, scores, spec.drift)
-        counts = drift.bin_counts(scores[~np.isnan(scores)], np.asarray(ref["edges"], dtype=np.float64))
+    day = drift.score_shares(ref, scores) if ref and len(scores) else None  # the scores binned once, for all three
+    if ref and day is not None:
+        metrics += drift.score_metrics(ref, day, spec.drift)
         report["score_hist"] = {  # for the run report's plot: the day's shares in the reference's deciles
             "edges": ref["edges"],
             "reference": ref["shares"],
-            "day": [round(float(c) / max(int(counts.sum()), 1), 6) for c in counts],
+            "day": [round(float(share), 6) for share in day],
         }
     if metrics:
         report["metrics"] = metrics
@@ -88,7 +87,7 @@ def drift_report(
             if m["level"] == "alert":
                 log.warning("drift alert for %s: %s %s = %s", spec.name, m["feature"], m["metric"], m["value"])
     if ref:
-        value = psi(ref, scores)
+        value = drift.psi(np.asarray(ref["shares"]), day) if day is not None else float("nan")
         report["score_psi"] = round(value, 5)
         report["score_psi_warn"] = bool(value > spec.drift.psi_warn)
         if report["score_psi_warn"]:

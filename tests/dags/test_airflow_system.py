@@ -494,26 +494,7 @@ def test_a_drifted_day_starts_training_and_its_log_says_why(airflow_server, syst
     [run] = _new_runs(api, log_path, "manual", before, 1)
     status, tis = api.call("GET", f"/api/v2/dags/score_churn/dagRuns/{run['dag_run_id']}/taskInstances?task_id=drift_alert")
     assert [t["state"] for t in tis["task_instances"] if t["task_id"] == "drift_alert"] == ["success"], tis
-    deadline = time.monotonic() + 300
-    while True:
-        # unpausing also started the latest weekly run, which has too few labelled days here and retries for
-        # minutes; train_churn runs one at a time (max_active_runs 1), so end it to let the drift run start
-        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?limit=20")
-        for other in listing["dag_runs"]:
-            if other["run_type"] != "asset_triggered" and other["state"] in ("queued", "running"):
-                api.call("PATCH", f"/api/v2/dags/train_churn/dagRuns/{other['dag_run_id']}", {"state": "failed"})
-        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?run_type=asset_triggered&limit=10")
-        runs = listing["dag_runs"]
-        if runs and runs[0]["state"] in ("success", "failed"):
-            break
-        assert time.monotonic() < deadline, f"no drift-triggered training run: {runs}\n{_tail(log_path)}"
-        time.sleep(3)
-    [train] = runs
-    status, logs = api.call("GET", f"/api/v2/dags/train_churn/dagRuns/{train['dag_run_id']}/taskInstances/train/logs/1")
-    text = json.dumps(logs)
-    assert train["state"] == "success", text[-3000:]
-    assert f"training churn because of drift reached its alert level: churn {day}" in text, text[-3000:]
-    assert f"trained on the window ending {day}" in text and ("promoted" in text or "kept" in text), text[-3000:]
+    _training_started_by(api, log_path, "drift", day, earlier=set())
 
 
 def test_outcomes_turned_round_start_training_too(airflow_server, system_settings):
@@ -528,22 +509,35 @@ def test_outcomes_turned_round_start_training_too(airflow_server, system_setting
     status, body = api.call("POST", "/api/v2/dags/evaluate_churn/dagRuns", {"logical_date": None, "conf": {"ds": DAY.isoformat()}})
     assert status == 200, body
     run_id = body["dag_run_id"]
-    deadline = time.monotonic() + 300
-    while True:
-        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?run_type=asset_triggered&limit=10")
-        runs = [r for r in listing["dag_runs"] if r["dag_run_id"] not in earlier]
-        if runs and runs[0]["state"] in ("success", "failed"):
-            break
-        assert time.monotonic() < deadline, f"no performance-triggered training run: {runs}\n{_tail(log_path)}"
-        time.sleep(3)
+    _training_started_by(api, log_path, "performance", DAY, earlier=earlier)
     status, tis = api.call("GET", f"/api/v2/dags/evaluate_churn/dagRuns/{run_id}/taskInstances")
     assert {t["task_id"]: t["state"] for t in tis["task_instances"]} == {"evaluate": "success", "performance_alert": "success"}, tis
     with sa.create_engine(system_settings.database_url).connect() as conn:
         level = conn.execute(sa.text("SELECT level FROM evaluations WHERE job = 'churn' AND ds = :d"), {"d": DAY}).scalar()
     assert level == "alert"
+
+
+def _training_started_by(api, log_path, trigger: str, day, *, earlier: set[str]) -> None:
+    """Wait for the one asset-triggered train_churn run that is not in ``earlier`` to end, and check that it
+    succeeded, that its log says ``trigger`` (drift or performance) on ``day`` started it, and that it trained
+    on the window ending that day and promoted or kept the champion."""
+    deadline = time.monotonic() + 300
+    while True:
+        # unpausing also started the latest weekly run, which has too few labelled days here and retries for
+        # minutes; train_churn runs one at a time (max_active_runs 1), so end it to let the asset-triggered run start
+        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?limit=20")
+        for other in listing["dag_runs"]:
+            if other["run_type"] != "asset_triggered" and other["state"] in ("queued", "running"):
+                api.call("PATCH", f"/api/v2/dags/train_churn/dagRuns/{other['dag_run_id']}", {"state": "failed"})
+        status, listing = api.call("GET", "/api/v2/dags/train_churn/dagRuns?run_type=asset_triggered&limit=10")
+        runs = [r for r in listing["dag_runs"] if r["dag_run_id"] not in earlier]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        assert time.monotonic() < deadline, f"no {trigger}-triggered training run: {runs}\n{_tail(log_path)}"
+        time.sleep(3)
     [train] = runs
     status, logs = api.call("GET", f"/api/v2/dags/train_churn/dagRuns/{train['dag_run_id']}/taskInstances/train/logs/1")
     text = json.dumps(logs)
     assert train["state"] == "success", text[-3000:]
-    assert f"training churn because of performance reached its alert level: churn {DAY}" in text, text[-3000:]
-    assert f"trained on the window ending {DAY}" in text and ("promoted" in text or "kept" in text), text[-3000:]
+    assert f"training churn because of {trigger} reached its alert level: churn {day}" in text, text[-3000:]
+    assert f"trained on the window ending {day}" in text and ("promoted" in text or "kept" in text), text[-3000:]

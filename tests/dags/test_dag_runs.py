@@ -56,6 +56,20 @@ def _at(day):
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def _event_extras(dr, uri: str) -> list[dict]:
+    """The ``extra`` of each event of the Asset ``uri`` that the run ``dr`` emitted."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.scalars(
+            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(
+                AssetEvent.source_run_id == dr.run_id, AssetModel.uri == uri
+            )
+        ).all()  # fmt: skip
+        return [dict(e.extra) for e in events]
+
+
 def test_scoring_dag_publishes_and_reruns_identically(airflow_settings):
     dr = dag("score_churn").test(logical_date=_at(DAY))
     assert str(dr.state) == "success", _states(dr)
@@ -137,22 +151,13 @@ def test_pinned_model_version(airflow_settings):
 
 
 def test_a_drifted_day_emits_the_drift_event_that_schedules_training(airflow_settings):
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
     day = DAY + timedelta(days=2)
     shift_day(airflow_settings, day)
     dr = dag("score_churn").test(logical_date=_at(day))
     assert str(dr.state) == "success", _states(dr)
     assert _states(dr)["drift_alert"] == "success"
     [run] = _runs(airflow_settings, dr.run_id)
-    with create_session() as session:
-        events = session.scalars(
-            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(
-                AssetEvent.source_run_id == dr.run_id, AssetModel.uri == "nightscore://drift/churn"
-            )
-        ).all()  # fmt: skip
-        extras = [dict(e.extra) for e in events]
+    extras = _event_extras(dr, "nightscore://drift/churn")
     assert len(extras) == 1 and extras[0]["ds"] == day.isoformat() and extras[0]["run_id"] == str(run["run_id"])
     assert {"monthly_spend:psi", "plan:js"} <= set(extras[0]["alerts"]), extras
     assert not [a for a in extras[0]["alerts"] if a.split(":")[0] not in ("monthly_spend", "plan", "score")]
@@ -161,9 +166,6 @@ def test_a_drifted_day_emits_the_drift_event_that_schedules_training(airflow_set
 
 
 def test_outcomes_turned_round_emit_the_performance_event_that_schedules_training(airflow_settings):
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
     from pipeline.run import score_partition
 
     good, bad = DAY - timedelta(days=1), DAY
@@ -182,13 +184,7 @@ def test_outcomes_turned_round_emit_the_performance_event_that_schedules_trainin
     with db.engine(airflow_settings).connect() as conn:
         recorded = dict(conn.execute(sa.text("SELECT ds, level FROM evaluations WHERE job = 'churn'")).all())
     assert recorded[bad] == "alert" and recorded[good] != "alert", recorded
-    with create_session() as session:
-        events = session.scalars(
-            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(
-                AssetEvent.source_run_id == dr.run_id, AssetModel.uri == "nightscore://performance/churn"
-            )
-        ).all()  # fmt: skip
-        extras = [dict(e.extra) for e in events]
+    extras = _event_extras(dr, "nightscore://performance/churn")
     assert len(extras) == 1 and extras[0]["trigger"] == "performance" and extras[0]["ds"] == bad.isoformat(), extras
     assert "auc_drop" in extras[0]["alerts"]
     # the training DAG's log line for a run this event starts
