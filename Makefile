@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 PYTEST_ARGS ?=
 ROWS ?=
 
-.PHONY: help install run test lint airflow bench stop clean compose-secrets
+.PHONY: help install run test test-unit lint airflow bench stop clean compose-secrets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: install  ## the whole test suite on a real PostgreSQL (started by the test
 	@tools/ensure_browser.sh
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+test-unit: install  ## the pure tests only (marker unit: no server, no browser), in under a minute
+	$(UV) run --frozen pytest -m unit $(PYTEST_ARGS)
+
 airflow: install  ## Airflow 3 on the embedded defaults: demo data, model, then airflow standalone (URL and login printed)
 	$(UV) run --frozen nightscore quickstart
 	$(UV) run --frozen python tools/airflow_local.py
@@ -42,8 +45,8 @@ bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS
 	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),)
 
 lint: install  ## ruff and mypy
-	$(UV) run --frozen ruff check pipeline dags tests tools bench docker
-	$(UV) run --frozen mypy pipeline
+	$(UV) run --frozen ruff check pipeline nightscore_airflow dags tests tools bench docker
+	$(UV) run --frozen mypy pipeline nightscore_airflow
 
 compose-secrets:  ## docker compose: random secrets in secrets/ (kept once made) and AIRFLOW_UID in .env
 	@"$(or $(PYTHON),python3)" tools/compose_secrets.py

@@ -276,8 +276,14 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
             saved = json.loads(state_file.read_text())
             state, shard = run.RunState.from_dict(saved["run"]), run.ShardState.from_dict(saved["shard"])
             t0 = time.perf_counter()
-            if step == "validate":
-                shard = run.validate_shard(settings, shard)
+            if step == "validate":  # the validator alone on the stored snapshot (in a run it overlaps the extract)
+                from pipeline.validate import validate_parquet
+
+                store = open_store(settings)
+                with store.local_path(store.key(shard.features_uri)) as path:
+                    outcome = validate_parquet(spec, path, settings.validate_batch_rows, whole_day=True)
+                shard.counts["quarantined"] = outcome.rows_quarantined
+                shard.counts["valid"] = outcome.rows - outcome.rows_quarantined
             elif step == "score":
                 shard = run.score_shard(settings, shard)
             elif step == "publish":  # a loading table, the shard's COPY into it, the key, the swap (repeatable)

@@ -23,7 +23,10 @@ from typing import Any
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipeline import airflow_tasks as nt
+from nightscore_airflow import tasks
+from nightscore_airflow.assets import performance_asset
+from nightscore_airflow.connections import use_jobs_dir
+from nightscore_airflow.retries import DEFAULT_ARGS
 from pipeline.jobs import JobSpec, load_all
 
 
@@ -37,19 +40,23 @@ def build_evaluation_dag(spec: JobSpec) -> DAG:
         start_date=datetime(2020, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args={**nt.DEFAULT_ARGS, "owner": spec.owner},
+        default_args={**DEFAULT_ARGS, "owner": spec.owner},
         params={
-            "ds": Param(None, type=["null", "string"], format="date", title="Day", description="Empty: every matured day not yet evaluated."),
-            "early": Param(False, type="boolean", title="Before the outcomes mature", description="Evaluate the day on the outcomes known so far."),
+            "ds": Param(
+                None, type=["null", "string"], format="date", title="Day", description="Empty: every matured day not yet evaluated."
+            ),
+            "early": Param(
+                False, type="boolean", title="Before the outcomes mature", description="Evaluate the day on the outcomes known so far."
+            ),
         },
         tags=["nightscore", "evaluation", *spec.tags],
     ) as dag:
         job = spec.name
-        asset = nt.performance_asset(job)
+        asset = performance_asset(job)
 
         @task(execution_timeout=timedelta(hours=2))
         def evaluate() -> dict[str, Any]:
-            return nt.evaluate(job, get_current_context())
+            return tasks.evaluate(job, get_current_context())
 
         @task(execution_timeout=timedelta(minutes=10), outlets=[asset])
         def performance_alert(result: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +71,6 @@ def build_evaluation_dag(spec: JobSpec) -> DAG:
     return dag
 
 
-for _spec in load_all(nt.use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
+for _spec in load_all(use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
     if _spec.evaluation is not None:
         globals()[f"evaluate_{_spec.name}"] = build_evaluation_dag(_spec)

@@ -39,10 +39,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipeline import airflow_tasks as nt
+from nightscore_airflow import tasks
+from nightscore_airflow.assets import drift_asset, drift_extra, predictions_asset, published_extra
+from nightscore_airflow.connections import use_jobs_dir
+from nightscore_airflow.links import REPORT_LINKS
+from nightscore_airflow.notifiers import DayFailedNotifier, deadline_alert
+from nightscore_airflow.retries import DEFAULT_ARGS
 from pipeline.jobs import JobSpec, load_all
 
 TIMEOUTS = {
@@ -51,14 +56,6 @@ TIMEOUTS = {
     "publish": timedelta(hours=1),
     "monitor": timedelta(minutes=30),
 }
-
-
-def predictions_asset(job: str) -> Asset:
-    """The published predictions of one job; schedule a downstream DAG on it with ``schedule=[asset]``."""
-    return Asset(name=f"nightscore_predictions_{job}", uri=f"nightscore://predictions/{job}", group="nightscore")
-
-
-drift_asset = nt.drift_asset  # a day's drift at its alert level: what train_<job> is scheduled on, beside its cron
 
 
 def scoring_params(spec: JobSpec) -> dict[str, Param]:
@@ -99,61 +96,63 @@ def build_scoring_dag(spec: JobSpec) -> DAG:
         start_date=datetime(2020, 1, 1),
         catchup=False,
         max_active_runs=spec.max_active_runs,
-        default_args={**nt.DEFAULT_ARGS, "owner": spec.owner},
+        default_args={**DEFAULT_ARGS, "owner": spec.owner},
         params=scoring_params(spec),
         tags=["nightscore", "scoring", *spec.tags],
-        on_failure_callback=nt.DayFailedNotifier(spec.name) if spec.alerts.configured and spec.alerts.on_failure else None,
-        deadline=nt.deadline_alert(spec),
+        on_failure_callback=DayFailedNotifier(spec.name) if spec.alerts.configured and spec.alerts.on_failure else None,
+        deadline=deadline_alert(spec),
     ) as dag:
         job = spec.name
 
         @task(execution_timeout=TIMEOUTS["begin"])
         def begin() -> list[dict[str, Any]]:
-            return nt.begin(job, get_current_context())
+            return tasks.begin(job, get_current_context())
 
         @task(execution_timeout=TIMEOUTS["shard"], map_index_template="{{ shard_label }}")
         def shard(work: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
             # the mapped task's name in the UI, rendered when it ends:
             # "shard 0 · 2026-11-23 · 3,000 rows, 0 quarantined · churn_xgb v2 (champion)"
-            context["shard_label"] = nt.shard_label(work)  # type: ignore[literal-required]
-            out = nt.shard(work["state"], work["index"], context)
-            context["shard_label"] = nt.shard_label(work, out)  # type: ignore[literal-required]
+            context["shard_label"] = tasks.shard_label(work)  # type: ignore[literal-required]
+            out = tasks.shard(work["state"], work["index"], context)
+            context["shard_label"] = tasks.shard_label(work, out)  # type: ignore[literal-required]
             return out
 
         @task(execution_timeout=TIMEOUTS["publish"], outlets=[asset])
         def publish(work: list[dict[str, Any]]) -> dict[str, Any]:
             context = get_current_context()
-            out = nt.step("publish", work[0]["state"], context)
+            out = tasks.step("publish", work[0]["state"], context)
             if out["dry_run"]:
                 raise AirflowSkipException(f"dry run: {out['counts'].get('scored')} rows scored, nothing published")
             # what a downstream DAG scheduled on the asset reads from its triggering event
-            context["outlet_events"][asset].extra = nt.published_extra(out)
+            context["outlet_events"][asset].extra = published_extra(out)
             return out
 
         @task(execution_timeout=TIMEOUTS["monitor"], trigger_rule="none_failed")
         def monitor(work: list[dict[str, Any]]) -> dict[str, Any]:
             published = get_current_context()["ti"].xcom_pull(task_ids="publish")
-            return nt.step("finish", published or work[0]["state"], get_current_context())
+            return tasks.step("finish", published or work[0]["state"], get_current_context())
 
         drifted = drift_asset(spec.name)
 
         @task(execution_timeout=TIMEOUTS["monitor"], outlets=[drifted])
         def drift_alert(monitored: dict[str, Any]) -> dict[str, Any]:
             """Skipped unless the day's drift reached its alert level; then its Asset event starts train_<job>."""
-            extra = nt.drift_extra(monitored)
+            extra = drift_extra(monitored)
             if extra is None:
-                raise AirflowSkipException(f"drift level {(monitored.get('drift') or {}).get('level', 'unknown')}: below alert, no retraining")
+                raise AirflowSkipException(
+                    f"drift level {(monitored.get('drift') or {}).get('level', 'unknown')}: below alert, no retraining"
+                )
             get_current_context()["outlet_events"][drifted].extra = extra
             return extra
 
         work = begin()
         watched = monitor(work)
-        watched.operator.operator_extra_links = nt.REPORT_LINKS  # buttons on the monitor task: Data Docs, manifest
+        watched.operator.operator_extra_links = REPORT_LINKS  # buttons on the monitor task: Data Docs, manifest
         shard.expand(work=work) >> publish(work) >> watched
         drift_alert(watched)
     return dag
 
 
-for _spec in load_all(nt.use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
+for _spec in load_all(use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
     globals()[f"score_{_spec.name}"] = build_scoring_dag(_spec)

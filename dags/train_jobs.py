@@ -24,7 +24,10 @@ from typing import Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, get_current_context, task
 
-from pipeline import airflow_tasks as nt
+from nightscore_airflow import tasks
+from nightscore_airflow.assets import retrain_assets
+from nightscore_airflow.connections import use_jobs_dir
+from nightscore_airflow.retries import DEFAULT_ARGS
 from pipeline.jobs import JobSpec, load_all
 
 
@@ -34,12 +37,12 @@ def build_training_dag(spec: JobSpec) -> DAG:
         description=f"Retrain {spec.model.name} and promote it if it beats {spec.model.alias}",
         doc_md=f"{__doc__}\n\n**This job**: model `{spec.model.name}`, schedule `{spec.training.schedule}` {spec.timezone}, margin {spec.training.promote_margin}.",
         schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone), assets=nt.retrain_assets(spec.name)
+            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone), assets=retrain_assets(spec.name)
         ),
         start_date=datetime(2020, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args={**nt.DEFAULT_ARGS, "owner": spec.owner},
+        default_args={**DEFAULT_ARGS, "owner": spec.owner},
         params={
             "end": Param(
                 None, type=["null", "string"], format="date", title="Last held-out day", description="Empty: the latest complete day."
@@ -57,11 +60,11 @@ def build_training_dag(spec: JobSpec) -> DAG:
 
         @task(execution_timeout=timedelta(hours=3))
         def train() -> dict[str, Any]:
-            return nt.train(job, get_current_context())
+            return tasks.train(job, get_current_context())
 
         train()
     return dag
 
 
-for _spec in load_all(nt.use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
+for _spec in load_all(use_jobs_dir(Path(__file__).resolve().parent / "jobs")):
     globals()[f"train_{_spec.name}"] = build_training_dag(_spec)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline import config
 from pipeline.errors import redact
 from pipeline.jobs import Alerts
 
@@ -56,7 +56,7 @@ def webhook_url(alerts: Alerts) -> str | None:
     if alerts.webhook:
         return alerts.webhook
     if alerts.webhook_env:
-        return os.environ.get(alerts.webhook_env) or None
+        return config.alert_webhook_url(alerts.webhook_env)
     return None
 
 
@@ -98,12 +98,12 @@ def post_webhook(url: str, payload: dict[str, Any]) -> None:
 
 
 def send_email(to: list[str], subject: str, body: str) -> None:
-    server = os.environ.get("NIGHTSCORE_SMTP_URL")
+    server = config.smtp_url()
     if not server:
         raise RuntimeError("NIGHTSCORE_SMTP_URL is not set (smtp://user:password@host:587)")
     parts = urlsplit(server)
     msg = EmailMessage()
-    msg["From"] = os.environ.get("NIGHTSCORE_ALERT_FROM", "nightscore@localhost")
+    msg["From"] = config.alert_from()
     msg["To"] = ", ".join(to)
     msg["Subject"] = subject
     msg.set_content(body)

@@ -8,6 +8,8 @@ With nothing set, everything lives under ``.nightscore/`` (the *embedded default
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,74 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_secret_key=s3_secret,
         pushgateway_url=env.get("NIGHTSCORE_PUSHGATEWAY_URL") or None,
         metrics_dir=Path(env["NIGHTSCORE_METRICS_DIR"]).resolve() if env.get("NIGHTSCORE_METRICS_DIR") else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Read at each use. These are not fields of Settings: their callers are given no Settings (the alert
+# senders, which the DAGs' callbacks call too; the run ledger's owner record; the fault-injection points;
+# the Airflow tasks, which build their Settings from these), and a test or a process changes them between
+# calls. Each takes ``env`` (default: ``os.environ``).
+# --------------------------------------------------------------------------------------------
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def ledger_hostname(env: Mapping[str, str] | None = None) -> str:
+    """The name this machine's processes are recorded under in the run ledger: ``NIGHTSCORE_HOSTNAME``
+    (for several workers sharing one machine or one container image), else the host name."""
+    return _environ(env).get("NIGHTSCORE_HOSTNAME") or socket.gethostname()
+
+
+def alert_webhook_url(variable: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The webhook URL in the environment variable a job spec's ``alerts.webhook_env`` names (the demo job:
+    ``NIGHTSCORE_ALERT_WEBHOOK``); None when it is unset or empty. The URL is a secret (a Slack URL carries
+    its token), so specs name the variable, never the URL."""
+    return _environ(env).get(variable) or None
+
+
+def smtp_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The SMTP server for alert emails, ``NIGHTSCORE_SMTP_URL`` (``smtp://user:password@host:587``,
+    ``smtps://`` for TLS on connect); None when unset or empty."""
+    return _environ(env).get("NIGHTSCORE_SMTP_URL") or None
+
+
+def alert_from(env: Mapping[str, str] | None = None) -> str:
+    """The sender of alert emails, ``NIGHTSCORE_ALERT_FROM`` (default ``nightscore@localhost``)."""
+    return _environ(env).get("NIGHTSCORE_ALERT_FROM", "nightscore@localhost")
+
+
+def failpoint(env: Mapping[str, str] | None = None) -> str | None:
+    """The fault-injection point to pause at, ``NIGHTSCORE_FAILPOINT`` (tests only; unset: none)."""
+    return _environ(env).get("NIGHTSCORE_FAILPOINT")
+
+
+def failpoint_file(env: Mapping[str, str] | None = None) -> Path:
+    """The marker file of a fault-injection pause, ``NIGHTSCORE_FAILPOINT_FILE`` (needed with ``NIGHTSCORE_FAILPOINT``)."""
+    path = _environ(env).get("NIGHTSCORE_FAILPOINT_FILE")
+    if not path:
+        raise ConfigError(
+            "NIGHTSCORE_FAILPOINT is set but NIGHTSCORE_FAILPOINT_FILE is not",
+            where="environment",
+            fix="set NIGHTSCORE_FAILPOINT_FILE to the marker file the test watches, or unset NIGHTSCORE_FAILPOINT",
+        )
+    return Path(path)
+
+
+def jobs_dir_from_env(env: Mapping[str, str] | None = None) -> Path | None:
+    """The job specs' folder ``NIGHTSCORE_JOBS_DIR`` names, or None when it is unset or empty (inside Airflow
+    the DAGs then use the ``jobs`` folder beside their files; :func:`load_settings` uses ``dags/jobs``)."""
+    value = _environ(env).get("NIGHTSCORE_JOBS_DIR")
+    return Path(value) if value else None
+
+
+def airflow_connection_ids(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The ids of the Airflow Connections a task reads: ``NIGHTSCORE_POSTGRES_CONN_ID`` (default
+    ``nightscore_postgres``) and ``NIGHTSCORE_AWS_CONN_ID`` (default ``nightscore_s3``)."""
+    environ = _environ(env)
+    return (
+        environ.get("NIGHTSCORE_POSTGRES_CONN_ID", "nightscore_postgres"),
+        environ.get("NIGHTSCORE_AWS_CONN_ID", "nightscore_s3"),
     )
 
 

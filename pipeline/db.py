@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine, make_url
 
 from pipeline.config import SQL_DIR, Settings
@@ -58,8 +59,8 @@ def ensure_database(server_url: str, name: str) -> str:
     admin = sa.create_engine(url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            if not conn.execute(query("find_database"), {"n": name}).scalar():
+                conn.execute(query_with_identifiers("create_database", database=name))
     finally:
         admin.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
@@ -128,7 +129,7 @@ def engine(settings: Settings) -> Engine:
     eng = _engine_for(url)
     try:
         with eng.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            conn.execute(query("ping_database"))
     except sa.exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseUnavailable(
@@ -155,10 +156,24 @@ def adbc_connect(settings: Settings) -> Iterator[adbc_dbapi.Connection]:
 # Named SQL and migrations
 # --------------------------------------------------------------------------------------------
 @cache
+def query_text(name: str) -> str:
+    """The text of ``sql/queries/<name>.sql`` as it is, read once per process: for a DB-API cursor (the few
+    files written with psycopg2's ``%(name)s`` parameters) or a script."""
+    return (SQL_DIR / "queries" / f"{name}.sql").read_text()
+
+
+@cache
 def query(name: str) -> sa.TextClause:
     """The named query ``sql/queries/<name>.sql`` as a SQLAlchemy text clause with bind parameters."""
-    path = SQL_DIR / "queries" / f"{name}.sql"
-    return sa.text(path.read_text())
+    return sa.text(query_text(name))
+
+
+def query_with_identifiers(name: str, **identifiers: str) -> sa.TextClause:
+    """The named query whose ``{placeholder}`` names a database, schema or table (an identifier cannot be a
+    bind parameter): each filled with its identifier, always double-quoted and escaped by SQLAlchemy's
+    PostgreSQL quoting. Values never go in a placeholder; they are bind parameters."""
+    quote = postgresql.dialect().identifier_preparer.quote_identifier
+    return sa.text(query_text(name).format_map({key: quote(value) for key, value in identifiers.items()}))
 
 
 def migration_files() -> list[Path]:
@@ -196,26 +211,20 @@ def migrate(eng: Engine) -> list[str]:
 def pending_migrations(eng: Engine) -> list[Path]:
     """The migration files not yet recorded in ``schema_migrations``."""
     with eng.connect() as conn:
-        if conn.execute(sa.text("SELECT to_regclass('public.schema_migrations')")).scalar() is None:
+        if conn.execute(query("find_migrations_table")).scalar() is None:
             return migration_files()
-        done = {r.version for r in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+        done = {r.version for r in conn.execute(query("list_applied_migrations"))}
     return [p for p in migration_files() if p.name[:3] not in done]
 
 
 def _apply_migrations(eng: Engine) -> list[str]:
     applied_now: list[str] = []
     with eng.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATIONS_LOCK_KEY})
+        conn.execute(query("lock_migrations"), {"k": MIGRATIONS_LOCK_KEY})
         try:
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version text PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-            )
+            conn.execute(query("create_schema_migrations"))
             conn.commit()
-            done = {r.version: r.sha256 for r in conn.execute(sa.text("SELECT version, sha256 FROM schema_migrations"))}
+            done = {r.version: r.sha256 for r in conn.execute(query("list_migration_digests"))}
             conn.commit()
             for path in migration_files():
                 text = path.read_text()
@@ -227,15 +236,12 @@ def _apply_migrations(eng: Engine) -> list[str]:
                     continue
                 with conn.begin():
                     run_script(conn, text)
-                    conn.execute(
-                        sa.text("INSERT INTO schema_migrations (version, name, sha256) VALUES (:v, :n, :s)"),
-                        {"v": version, "n": path.name, "s": digest},
-                    )
+                    conn.execute(query("insert_schema_migration"), {"v": version, "n": path.name, "s": digest})
                 applied_now.append(path.name)
         finally:
             if conn.in_transaction():
                 conn.rollback()
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATIONS_LOCK_KEY})
+            conn.execute(query("unlock_migrations"), {"k": MIGRATIONS_LOCK_KEY})
             conn.commit()
     return applied_now
 

@@ -10,7 +10,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
-import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.config import Settings
@@ -89,18 +88,12 @@ def load_demo_data(settings: Settings, start: date, end: date, customers: int = 
     eng = db.ready_engine(settings)
     with eng.begin() as conn:
         db.run_script(conn, db.query("create_demo_source").text)
-        have = {
-            r.ds: r.n
-            for r in conn.execute(
-                sa.text("SELECT ds, count(*) AS n FROM demo.customer_activity WHERE ds BETWEEN :a AND :b GROUP BY ds"),
-                {"a": start, "b": end},
-            )
-        }
+        have = {r.ds: r.n for r in conn.execute(db.query("count_demo_days"), {"a": start, "b": end})}
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     todo = [d for d in days if have.get(d) != customers]
     if todo:
         with eng.begin() as conn:  # a half-written day is rewritten next time: its count is off
-            conn.execute(sa.text("DELETE FROM demo.customer_activity WHERE ds = ANY(:days)"), {"days": todo})
+            conn.execute(db.query("delete_demo_days"), {"days": todo})
         with db.adbc_connect(settings) as conn:
             with conn.cursor() as cur:
                 for d in todo:

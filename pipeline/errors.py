@@ -161,3 +161,7 @@ def _is_database_error(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and (type(cause).__module__ or "").startswith(("psycopg2", "adbc_driver"))
+
+
+class ShardsFailed(NightscoreError):
+    """A shard of the day failed; nothing was published."""

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
 
 from pipeline import db
 from pipeline.config import Settings
@@ -138,7 +137,10 @@ def _require_evaluation(spec: JobSpec) -> None:
 def evaluate_day(settings: Settings, spec: JobSpec, ds: date, *, today: date | None = None, early: bool = False) -> DayEvaluation:
     """Evaluate the published day ``ds`` of ``spec`` against its outcomes and record it in ``evaluations``."""
     _require_evaluation(spec)
-    today = today or date.today()
+    if today is None:  # the day in progress in the job's time zone (pipeline.schedule's one rule)
+        from pipeline.schedule import job_today
+
+        today = job_today(spec.timezone)
     if not early and mature_on(spec, ds) > today:
         raise NightscoreError(
             f"the outcomes of {spec.name} {ds} are not complete before {mature_on(spec, ds)} (evaluation.mature_days = {spec.evaluation.mature_days})",  # type: ignore[union-attr]
@@ -334,7 +336,5 @@ def alert_extra(evaluations: list[DayEvaluation]) -> dict[str, Any] | None:
 def history(eng: Any, job: str, first: date, last: date) -> list[dict[str, Any]]:
     """The evaluations of ``job``'s days ``first``..``last`` (for reports)."""
     with eng.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT * FROM evaluations WHERE job = :j AND ds BETWEEN :a AND :b ORDER BY ds"), {"j": job, "a": first, "b": last}
-        ).mappings()
+        rows = conn.execute(db.query("list_evaluations"), {"j": job, "a": first, "b": last}).mappings()
         return [dict(r) for r in rows]

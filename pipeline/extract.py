@@ -100,6 +100,7 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
                     day = ds + timedelta(days=step * k)
                     if day > complete and step > 0:
                         break
+                    # stays in code: it wraps the job's own query text (SQL, not a value or an identifier) as a subquery
                     cur.execute(f"SELECT 1 FROM {subquery(spec.source_sql(day))} LIMIT 1")
                     if cur.fetchone() is not None:
                         found[side] = day

@@ -14,11 +14,13 @@ import os
 import time
 from pathlib import Path
 
+from pipeline import config
+
 
 def reached(name: str) -> None:
-    if os.environ.get("NIGHTSCORE_FAILPOINT") != name:
+    if config.failpoint() != name:
         return
-    marker = Path(os.environ["NIGHTSCORE_FAILPOINT_FILE"])
+    marker = config.failpoint_file()
     go = Path(f"{marker}.go")
     marker.write_text(str(os.getpid()))
     deadline = time.monotonic() + 300

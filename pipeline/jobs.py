@@ -319,8 +319,25 @@ def _format_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_LOADED: dict[Path, tuple[tuple[int, int], JobSpec]] = {}
+
+
 def load_spec(path: Path) -> JobSpec:
-    """Load and validate one spec file; every problem names the file and the field."""
+    """Load and validate one spec file; every problem names the file and the field.
+
+    A process loads a spec once: later calls return the same (frozen) spec while the file is unchanged (its
+    modification time and size), so the stages of a run share it; an edited file is read again."""
+    st = path.stat()
+    stamp, key = (st.st_mtime_ns, st.st_size), path.resolve()
+    cached = _LOADED.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    spec = _read_spec(path)
+    _LOADED[key] = (stamp, spec)
+    return spec
+
+
+def _read_spec(path: Path) -> JobSpec:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -16,8 +16,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from pipeline import db
 from pipeline.config import Settings
 from pipeline.errors import redact
@@ -37,9 +35,7 @@ def job_registry(eng: Any, job: str) -> Any:
         last = conn.execute(db.query("metrics_last_run"), {"job": job}).mappings().first()
         pub = conn.execute(db.query("metrics_last_publish"), {"job": job}).mappings().first()
         drift = list(conn.execute(db.query("metrics_drift"), {"job": job}).mappings())
-        evaluation = conn.execute(
-            sa.text("SELECT * FROM evaluations WHERE job = :job ORDER BY ds DESC LIMIT 1"), {"job": job}
-        ).mappings().first()
+        evaluation = conn.execute(db.query("get_latest_evaluation"), {"job": job}).mappings().first()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
         return Gauge(name, doc, ("scoring_job", *labels), registry=reg)

@@ -26,18 +26,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import db, failpoints
-from pipeline.config import SQL_DIR, Settings
+from pipeline.config import Settings
 from pipeline.errors import NightscoreError, PublishTimeout
 from pipeline.storage import stream_parquet
 
 log = logging.getLogger(__name__)
 
 STAGING_SCHEMA = "nightscore_staging"
-_SWAP_SQL = (SQL_DIR / "queries" / "publish_swap.sql").read_text()
 PARTITIONS_SCHEMA = "nightscore_partitions"
 
 
@@ -102,9 +100,7 @@ def load(settings: Settings, path: Path, table: str) -> int:
 def create_loading_table(eng: Engine, name: str, job: str, ds: date) -> None:
     """The run's loading table, shaped like predictions and carrying the day's CHECK; its shards load into it."""
     with eng.begin() as conn:
-        conn.execute(
-            sa.text("SELECT nightscore_create_loading_table(:name, :job, CAST(:ds AS date))"), {"name": name, "job": job, "ds": ds}
-        )
+        conn.execute(db.query("create_loading_table"), {"name": name, "job": job, "ds": ds})
 
 
 def load_shard(settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool) -> int:
@@ -114,9 +110,7 @@ def load_shard(settings: Settings, eng: Engine, path: Path, name: str, shard: in
     expected = pq.ParquetFile(path).metadata.num_rows
     if clear:
         with eng.begin() as conn:
-            gone = conn.execute(
-                sa.text("SELECT nightscore_clear_shard(:name, :shard, :shards)"), {"name": name, "shard": shard, "shards": shards}
-            ).scalar()
+            gone = conn.execute(db.query("clear_shard"), {"name": name, "shard": shard, "shards": shards}).scalar()
         if gone:
             log.info("shard %d: %d rows of an earlier attempt removed from %s", shard, gone, name)
     staged = load(settings, path, name)
@@ -142,7 +136,7 @@ def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: st
     try:
         failpoints.reached("index")
         with eng.begin() as conn:
-            conn.execute(sa.text("SELECT nightscore_seal_loading_table(:name)"), params)
+            conn.execute(db.query("seal_loading_table"), params)
         clock.append(time.perf_counter())
         _swap(settings, eng, {**params, "rows": expected})
         clock.append(time.perf_counter())
@@ -173,8 +167,8 @@ def drop_loading_table(eng: Engine, name: str) -> None:
     cannot be dropped now is found by the next run's sweep (:mod:`pipeline.reap`)."""
     try:
         with eng.begin() as conn:
-            conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-            conn.execute(sa.text("SELECT nightscore_drop_loading_table(:name)"), {"name": name})
+            conn.exec_driver_sql(db.query_text("set_lock_timeout"), {"timeout": "5s"})
+            conn.execute(db.query("drop_loading_table"), {"name": name})
     except Exception as exc:
         log.info("could not drop %s.%s (%s); the next run's sweep will", STAGING_SCHEMA, name, str(exc).strip().splitlines()[0])
 
@@ -195,10 +189,10 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
         raw = eng.raw_connection()
         try:
             with closing(raw.cursor()) as cur:
-                cur.execute(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
-                cur.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")  # all the locks in one bound
+                cur.execute(db.query_text("set_lock_timeout"), {"timeout": int(timeout_ms)})
+                cur.execute(db.query_text("set_statement_timeout"), {"timeout": int(timeout_ms)})  # all the locks in one bound
                 try:
-                    cur.execute("SELECT nightscore_lock_partition(%(job)s, CAST(%(ds)s AS date))", params)
+                    cur.execute(db.query_text("lock_partition"), params)
                 except (pgerrors.LockNotAvailable, pgerrors.QueryCanceled):
                     raw.rollback()
                     in_the_way = publish_blockers(eng, params["leaf"]) or "sessions that have since finished"
@@ -224,8 +218,8 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                     time.sleep(pause)
                     pause = min(pause * 2, 10.0)
                     continue
-                cur.execute("SET LOCAL statement_timeout TO DEFAULT")
-                cur.execute(_SWAP_SQL, params)
+                cur.execute(db.query_text("reset_statement_timeout"))
+                cur.execute(db.query_text("publish_swap"), params)
                 row = cur.fetchone()
                 failpoints.reached("swap")
             raw.commit()

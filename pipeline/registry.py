@@ -136,9 +136,7 @@ def list_versions(eng: Engine, name: str | None = None) -> list[ModelVersion]:
 
 def aliases(eng: Engine, name: str | None = None) -> dict[tuple[str, str], int]:
     with eng.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT model_name, alias, version FROM model_aliases WHERE CAST(:n AS text) IS NULL OR model_name = :n"), {"n": name}
-        ).all()
+        rows = conn.execute(db.query("list_model_aliases"), {"n": name}).all()
     return {(r.model_name, r.alias): r.version for r in rows}
 
 
@@ -161,16 +159,10 @@ def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, 
     require_model(eng, name)
     get_version(eng, name, version)  # must exist
     with eng.begin() as conn:
-        prev = conn.execute(
-            sa.text("SELECT version FROM model_aliases WHERE model_name = :n AND alias = :a FOR UPDATE"), {"n": name, "a": alias}
-        ).scalar()
+        prev = conn.execute(db.query("lock_model_alias"), {"n": name, "a": alias}).scalar()
         conn.execute(db.query("upsert_model_alias"), {"name": name, "alias": alias, "version": version, "by": by or _who()})
         conn.execute(
-            sa.text(
-                "INSERT INTO model_alias_history (model_name, alias, from_version, to_version, changed_by, reason)"
-                " VALUES (:n, :a, :f, :t, :b, :r)"
-            ),
-            {"n": name, "a": alias, "f": prev, "t": version, "b": by or _who(), "r": reason},
+            db.query("insert_model_alias_history"), {"n": name, "a": alias, "f": prev, "t": version, "b": by or _who(), "r": reason}
         )
     return prev
 
@@ -181,10 +173,7 @@ def rollback(eng: Engine, name: str, alias: str = "champion", *, by: str | None 
     between the last two. Returns (restored, replaced)."""
     require_model(eng, name)
     with eng.connect() as conn:
-        moves = conn.execute(
-            sa.text("SELECT to_version, reason FROM model_alias_history WHERE model_name = :n AND alias = :a ORDER BY id"),
-            {"n": name, "a": alias},
-        ).all()
+        moves = conn.execute(db.query("list_model_alias_history"), {"n": name, "a": alias}).all()
     stack: list[int] = []  # the versions the alias was moved forward to, still in force
     for move in moves:
         if move.reason.startswith("rollback") and stack:

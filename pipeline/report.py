@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from pipeline import db
 from pipeline.config import Settings
 from pipeline.jobs import JobSpec
@@ -141,13 +139,7 @@ def worst_per_feature(metrics: list[dict[str, Any]], thresholds: Any) -> list[di
 def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: str) -> str:
     """The HTML report of one run (its ledger row's facts, drift and quarantine read from the database)."""
     with eng.connect() as conn:
-        metrics = [
-            dict(r._mapping)
-            for r in conn.execute(
-                sa.text("SELECT feature, metric, value, level FROM drift_metrics WHERE run_id = CAST(:r AS uuid) ORDER BY feature, metric"),
-                {"r": state.run_id},
-            )
-        ]
+        metrics = [dict(r._mapping) for r in conn.execute(db.query("list_run_drift_metrics"), {"r": state.run_id})]
         reasons = [dict(r._mapping) for r in conn.execute(db.query("top_quarantine_reasons"), {"r": state.run_id, "limit": 10})]
     drift = state.drift or {}
     worst = worst_per_feature(metrics, spec.drift)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
-from pipeline import db
+from pipeline import config, db
 from pipeline.errors import NightscoreError
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ def set_task(task: str | None, try_number: int | None) -> None:
 
 def hostname() -> str:
     """This machine's name in the ledger: NIGHTSCORE_HOSTNAME (for several workers sharing one machine or
-    one container image), else the host name."""
-    return os.environ.get("NIGHTSCORE_HOSTNAME") or socket.gethostname()
+    one container image), else the host name (read by :func:`pipeline.config.ledger_hostname`)."""
+    return config.ledger_hostname()
 
 
 def owner() -> dict[str, Any]:
@@ -195,12 +194,7 @@ _SHARDS = sa.table(
 def plan_shards(eng: Engine, run_id: str, shards: int) -> None:
     """One pending ``run_shards`` row per shard of the run."""
     with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO run_shards (run_id, shard, shards) VALUES (CAST(:run_id AS uuid), :shard, :shards) ON CONFLICT DO NOTHING"
-            ),
-            [{"run_id": run_id, "shard": i, "shards": shards} for i in range(shards)],
-        )
+        conn.execute(db.query("insert_run_shard"), [{"run_id": run_id, "shard": i, "shards": shards} for i in range(shards)])
 
 
 def claim_shard(eng: Engine, run_id: str, shard: int) -> int:
@@ -237,26 +231,18 @@ def update_shard(eng: Engine, run_id: str, shard: int, seconds: dict[str, float]
 def end_open_shards(eng: Engine, run_id: str, status: str) -> None:
     """The run has ended: its shards still marked at work end with it (``interrupted`` or ``abandoned``)."""
     with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE run_shards SET status = :status, finished_at = now() "
-                "WHERE run_id = CAST(:r AS uuid) AND status IN ('pending', 'running')"
-            ),
-            {"r": run_id, "status": status},
-        )
+        conn.execute(db.query("end_open_shards"), {"r": run_id, "status": status})
 
 
 def shard_status(eng: Engine, run_id: str, shard: int) -> str | None:
     with eng.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT status FROM run_shards WHERE run_id = CAST(:r AS uuid) AND shard = :s"), {"r": run_id, "s": shard}
-        ).scalar()
+        return conn.execute(db.query("get_shard_status"), {"r": run_id, "s": shard}).scalar()
 
 
 def shards(eng: Engine, run_id: str) -> list[dict[str, Any]]:
     """The run's shard rows, in shard order."""
     with eng.connect() as conn:
-        rows = conn.execute(sa.text("SELECT * FROM run_shards WHERE run_id = CAST(:r AS uuid) ORDER BY shard"), {"r": run_id})
+        rows = conn.execute(db.query("list_run_shards"), {"r": run_id})
         return [dict(r._mapping) for r in rows]
 
 
@@ -283,10 +269,7 @@ def stage_seconds(eng: Engine, run_id: str, stage: str, seconds: float) -> None:
 def merge_stage_seconds(eng: Engine, run_id: str, seconds: dict[str, float]) -> None:
     """Several stages' seconds in one statement (the shards' stages, at publish)."""
     with eng.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE scoring_runs SET stage_seconds = stage_seconds || CAST(:s AS jsonb) WHERE run_id = CAST(:r AS uuid)"),
-            {"s": json.dumps(seconds), "r": run_id},
-        )
+        conn.execute(db.query("merge_stage_seconds"), {"s": json.dumps(seconds), "r": run_id})
 
 
 def finish(eng: Engine, run_id: str, status: str, **fields: Any) -> None:
@@ -295,7 +278,7 @@ def finish(eng: Engine, run_id: str, status: str, **fields: Any) -> None:
 
 def status(eng: Engine, run_id: str) -> str | None:
     with eng.connect() as conn:
-        return conn.execute(sa.text("SELECT status FROM scoring_runs WHERE run_id = CAST(:r AS uuid)"), {"r": run_id}).scalar()
+        return conn.execute(db.query("get_run_status"), {"r": run_id}).scalar()
 
 
 def get(eng: Engine, run_id: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ The rule, also in the README ("Which day does a run score?") and the scoring DAG
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pipeline.errors import NightscoreError
@@ -28,6 +28,18 @@ from pipeline.jobs import parse_ds
 def latest_complete_day(now: datetime, tz: str) -> date:
     """The last whole day before ``now`` in timezone ``tz``."""
     return now.astimezone(ZoneInfo(tz)).date() - timedelta(days=1)
+
+
+def default_day(tz: str, now: datetime | None = None) -> date:
+    """The one rule for "which day" when none is given, for every entry point (``score``, ``train``,
+    ``evaluate``, ``backfill``, ``demo-data``, the Airflow tasks): the latest complete day in the job's time
+    zone ``tz`` at ``now`` (default: this instant). Never the machine's local time zone."""
+    return latest_complete_day(now if now is not None else datetime.now(UTC), tz)
+
+
+def job_today(tz: str, now: datetime | None = None) -> date:
+    """The day in progress in the job's time zone: the day after :func:`default_day`."""
+    return default_day(tz, now) + timedelta(days=1)
 
 
 def resolve_ds(

@@ -47,6 +47,8 @@ def shard_sql(source_sql: str, key: str, index: int, shards: int) -> str:
     """The source query limited to shard ``index`` of ``shards`` (the whole query when there is one shard)."""
     if shards == 1:
         return source_sql
+    # stays in code: it wraps the job's own query text (SQL, not a value) and names the key column, quoted as an
+    # identifier here; the index and count are int() literals (the whole text runs as one ADBC statement)
     quoted = '"' + key.replace('"', '""') + '"'
     return f"SELECT * FROM {subquery(source_sql)}\nWHERE {shard_expr('nightscore_source.' + quoted, shards)} = {int(index)}"
 

@@ -19,6 +19,7 @@ from pipeline.errors import ModelError, NightscoreError
 from pipeline.features import feature_types, to_matrix
 from pipeline.jobs import JobSpec
 from pipeline.monitor import reference_bins
+from pipeline.schedule import default_day
 from pipeline.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,12 @@ def _labels(table: pa.Table, label: str) -> np.ndarray:
 
 
 def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, promote: Promote = "if_none") -> TrainResult:
-    """Train on ``train_days`` days then evaluate on the ``holdout_days`` days ending at ``end`` (default yesterday)."""
+    """Train on ``train_days`` days then evaluate on the ``holdout_days`` days ending at ``end`` (default: the
+    latest complete day in the job's time zone, :func:`pipeline.schedule.default_day`)."""
     import xgboost as xgb
 
     t = spec.training
-    end = end or date.today() - timedelta(days=1)
+    end = end or default_day(spec.timezone)
     holdout_start = end - timedelta(days=t.holdout_days - 1)
     train_start = holdout_start - timedelta(days=t.train_days)
     table = load_window(settings, spec, train_start, end + timedelta(days=1))

@@ -16,6 +16,25 @@ from sqlalchemy.engine import make_url
 from pipeline import db
 from pipeline.config import PROJECT_ROOT, Settings
 
+# what a test needs, as a marker: every test carries at least one (pytest_collection_modifyitems refuses an
+# unmarked one), so `make test-unit` (-m unit) runs only the pure tests and a slow test cannot hide among them
+KINDS = ("unit", "integration", "airflow", "browser", "faults")
+# fixtures that start or reach a server: a `unit` test may not use them
+SERVER_FIXTURES = {"pg_server", "trained_template", "s3_endpoint", "seaweedfs_endpoint", "settings", "local_settings", "s3_settings"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    unmarked = [i.nodeid for i in items if not any(i.get_closest_marker(k) for k in KINDS)]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) carry none of the markers {', '.join(KINDS)}: {', '.join(unmarked[:5])}"
+            " (mark the module with `pytestmark = pytest.mark.<kind>`: unit for no server, integration for a real PostgreSQL or S3)"
+        )
+    impure = [i.nodeid for i in items if i.get_closest_marker("unit") and SERVER_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    if impure:
+        raise pytest.UsageError(f"test(s) marked unit use a server fixture: {', '.join(impure[:5])} (mark them integration)")
+
+
 DAY = date(2026, 3, 15)  # the partition most tests score
 CUSTOMERS = 3_000
 # the browser tests drive Debian's Chromium (make test installs it with tools/ensure_browser.sh)

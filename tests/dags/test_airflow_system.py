@@ -31,7 +31,7 @@ from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, drop_database, f
 from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 
 def _free_port() -> int:
@@ -362,6 +362,7 @@ def _ledger(settings, airflow_run_id: str) -> dict:
     return {**row, "published": published}
 
 
+@pytest.mark.browser
 def test_ui_trigger_button_as_it_opens_scores_the_latest_complete_day(airflow_server, system_settings, ui):
     """Trigger, then Trigger again in the form without touching it: the form's logical date is now, a day not
     over, so the run scores yesterday (the day's rows are copied from DAY first, so there is something to score)."""
@@ -384,6 +385,7 @@ def test_ui_trigger_button_as_it_opens_scores_the_latest_complete_day(airflow_se
     assert (row["published"].n, row["published"].runs) == (3_000, 1)
 
 
+@pytest.mark.browser
 def test_ui_trigger_with_a_day_scores_that_day(airflow_server, system_settings, ui):
     api, log_path = airflow_server
     day = DAY - timedelta(days=4)
@@ -430,6 +432,7 @@ def _latest_backfill(api) -> dict:
     return max(listing["backfills"], key=lambda b: b["id"])
 
 
+@pytest.mark.browser
 def test_ui_backfill_with_a_pinned_version_scores_every_day_with_it(airflow_server, system_settings, ui):
     """With a champion (v2) other than the pinned version (v1): the backfill's days are published with v1,
     and each mapped task's name says so."""
@@ -458,6 +461,7 @@ def test_ui_backfill_with_a_pinned_version_scores_every_day_with_it(airflow_serv
     _wait_backfill_done(api, backfill["id"])
 
 
+@pytest.mark.browser
 def test_ui_backfill_without_the_override_box_loses_the_pin_and_the_log_says_so(airflow_server, system_settings, ui):
     """Airflow 3.3's form drops the run parameters unless 'Override parameters on existing runs' is ticked:
     the runs score with the champion, and their begin task's log says why and how to pin."""

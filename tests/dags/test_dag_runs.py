@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pipeline import db, registry
 from tests.conftest import DAY, flip_outcomes, shift_day
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 
 def dag(dag_id: str):
@@ -188,7 +188,7 @@ def test_outcomes_turned_round_emit_the_performance_event_that_schedules_trainin
     assert len(extras) == 1 and extras[0]["trigger"] == "performance" and extras[0]["ds"] == bad.isoformat(), extras
     assert "auc_drop" in extras[0]["alerts"]
     # the training DAG's log line for a run this event starts
-    from pipeline.airflow_tasks import training_reason
+    from nightscore_airflow.assets import training_reason
 
     reason = training_reason({"triggering_asset_events": {"performance": [type("Event", (), {"extra": extras[0]})()]}})
     assert reason.startswith(f"performance reached its alert level: churn {bad} (model v1): auc_drop"), reason

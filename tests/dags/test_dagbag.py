@@ -13,6 +13,8 @@ import pytest
 from pipeline.config import PROJECT_ROOT
 from pipeline.jobs import load_all
 
+pytestmark = pytest.mark.airflow
+
 DAGS = PROJECT_ROOT / "dags"
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from pipeline.config import PROJECT_ROOT
 from tests.conftest import create_database, drop_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 
 def readme_command(prefix: str) -> str:

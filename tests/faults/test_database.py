@@ -28,7 +28,7 @@ from tests.faults.conftest import (
     run_record,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.mark.parametrize("point", ["load", "swap"])

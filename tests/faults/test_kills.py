@@ -12,7 +12,7 @@ import pytest
 
 from tests.faults.conftest import Run, assert_one_paragraph, assert_promises, newest_run, publish_day, reap, run_record, staging_tables
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 STAGES = ["extract", "validate", "score", "load", "index", "swap", "monitor"]
 

@@ -7,7 +7,7 @@ import pytest
 from tests.faults.conftest import Run, assert_one_paragraph, assert_promises, newest_run, publish_day, reap, run_record
 from tests.s3proxy import FaultyS3Proxy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.mark.parametrize("point", ["validate", "monitor"], ids=["mid-run", "after-swap"])

@@ -311,14 +311,14 @@ def test_source_failing_midway_fails_the_extract_and_stops_the_validation_thread
     assert _published(bad) == published
 
 
-def test_one_pass_extract_and_validate_matches_the_two_steps(local_settings, tmp_path):
-    """A shard's one pass (extract feeding a GX thread) gives the same snapshot, counts and rule results as
-    extract_shard then validate_shard, here on a day with quarantined rows, validated in five GX runs of 700
-    rows by the one pass and in one run by the two steps."""
+def test_validation_in_batches_matches_one_run(local_settings, tmp_path):
+    """The one validation path (extract feeding a GX thread batch by batch) gives the same snapshot, counts
+    and rule results whatever its batch size, here on a day with quarantined rows, validated in five GX runs
+    of 700 rows and in one run."""
     bad = _job(local_settings, tmp_path, _replace("monthly_spend", "CASE WHEN customer_id % 500 = 7 THEN -1 ELSE monthly_spend END"))
     small = bad.with_overrides(validate_batch_rows=700)
     one = run_steps.extract_validate(small, run_steps.open_shard(small, run_steps.begin(small, "churn", DAY), 0))
-    two = run_steps.validate_shard(bad, run_steps.extract_shard(bad, run_steps.open_shard(bad, run_steps.begin(bad, "churn", DAY), 0)))
+    two = run_steps.extract_validate(bad, run_steps.open_shard(bad, run_steps.begin(bad, "churn", DAY), 0))
     assert one.counts == two.counts and one.counts["quarantined"] == CUSTOMERS // 500
     assert one.features_sha256 == two.features_sha256
     store = open_store(bad)
@@ -342,7 +342,7 @@ def test_scoring_during_validation_gives_the_predictions_of_scoring_after_it(loc
         one = score_partition(local_settings, "churn", DAY)
     assert not [r for r in caplog.records if "scoring during validation failed" in r.getMessage()]  # not the fallback
     shard = run_steps.open_shard(local_settings, run_steps.begin(local_settings, "churn", DAY), 0)
-    for step in (run_steps.extract_shard, run_steps.validate_shard, run_steps.score_shard):
+    for step in (run_steps.extract_validate, run_steps.score_shard):
         shard = step(local_settings, shard)
     assert one.features_sha256 == shard.features_sha256
     first, second = _predictions(local_settings, one), _predictions(local_settings, shard)

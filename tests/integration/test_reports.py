@@ -65,6 +65,7 @@ def _not_blank(png) -> None:
     assert len(image.getcolors(1 << 16) or []) > 50  # many shades: plots, not a flat fill
 
 
+@pytest.mark.browser
 def test_a_run_writes_its_report_beside_its_artifacts_and_chromium_shows_it(local_settings, tmp_path):
     day = DAY + timedelta(days=1)
     shift_day(local_settings, day)  # drift at the alert level, to be coloured
@@ -103,6 +104,7 @@ def test_a_run_writes_its_report_beside_its_artifacts_and_chromium_shows_it(loca
     assert "Data Docs" in text and "Run manifest" in text
 
 
+@pytest.mark.browser
 def test_the_job_report_covers_the_days_and_chromium_shows_every_plot(local_settings, tmp_path):
     spec = load_job(local_settings.jobs_dir, "churn")
     days = [DAY + timedelta(days=i) for i in range(3)]

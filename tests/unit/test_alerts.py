@@ -15,6 +15,7 @@ def _alert() -> alerts.Alert:
     return alerts.Alert(job="churn", ds="2026-11-23", kind="failed", summary="the day failed in validate", detail="column 'plan': ...", run_id="r1")
 
 
+@pytest.mark.integration
 def test_webhook_gets_slack_compatible_json():
     hook = Webhook()
     try:
@@ -27,6 +28,7 @@ def test_webhook_gets_slack_compatible_json():
         hook.close()
 
 
+@pytest.mark.unit
 def test_a_webhook_that_cannot_be_reached_is_logged_and_never_raises(caplog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,12 +37,14 @@ def test_a_webhook_that_cannot_be_reached_is_logged_and_never_raises(caplog):
     assert "not sent to the webhook: the webhook could not be reached" in caplog.text
 
 
+@pytest.mark.unit
 def test_an_unset_webhook_variable_sends_nothing_and_says_so(monkeypatch, caplog):
     monkeypatch.delenv("NIGHTSCORE_ALERT_WEBHOOK", raising=False)
     assert alerts.send(Alerts(webhook_env="NIGHTSCORE_ALERT_WEBHOOK"), _alert()) == []
     assert "the webhook URL variable NIGHTSCORE_ALERT_WEBHOOK is not set" in caplog.text
 
 
+@pytest.mark.integration
 def test_email_goes_through_the_smtp_server(monkeypatch):
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
@@ -68,6 +72,7 @@ def test_email_goes_through_the_smtp_server(monkeypatch):
     assert "column 'plan': ..." in msg.get_payload()
 
 
+@pytest.mark.unit
 def test_a_spec_refuses_a_bad_address_and_a_webhook_that_is_no_url():
     with pytest.raises(ValueError, match="not an email address: ops"):
         Alerts(email=["ops"])

@@ -68,6 +68,7 @@ def _compose_plugin() -> bool:
     return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
 
 
+@pytest.mark.unit
 def test_every_service_is_there_and_references_exist():
     doc = _compose()
     services = doc["services"]
@@ -87,6 +88,7 @@ def test_every_service_is_there_and_references_exist():
     assert services["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
 
 
+@pytest.mark.unit
 def test_images_are_pinned_and_healthchecks_present():
     services = _compose()["services"]
     for name, svc in services.items():
@@ -99,6 +101,7 @@ def test_images_are_pinned_and_healthchecks_present():
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
+@pytest.mark.unit
 def test_the_image_is_built_with_airflows_constraints_for_the_locked_version():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     locked = re.search(r'name = "apache-airflow"\nversion = "([^"]+)"', (PROJECT_ROOT / "uv.lock").read_text()).group(1)
@@ -114,6 +117,7 @@ def test_the_image_is_built_with_airflows_constraints_for_the_locked_version():
     assert any(r.startswith("xgboost") for r in out) and any(r.startswith("great-expectations") for r in out)
 
 
+@pytest.mark.unit
 def test_no_secret_is_written_in_the_file():
     """Every password reaches a container as a secret file; nothing interpolates one into a URL or JSON."""
     text = COMPOSE.read_text()
@@ -130,6 +134,7 @@ def test_no_secret_is_written_in_the_file():
     assert "@" in env["NIGHTSCORE_DATABASE_URL"] and ":" not in env["NIGHTSCORE_DATABASE_URL"].split("//")[1].split("@")[0]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not _compose_plugin(), reason="no `docker compose` plugin here: the structural tests stand in for it")
 def test_docker_compose_config(tmp_path):
     shutil.copytree(PROJECT_ROOT, tmp_path / "p", ignore=shutil.ignore_patterns(".venv", ".nightscore", ".git"))
@@ -138,12 +143,14 @@ def test_docker_compose_config(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.unit
 def test_published_ports_are_on_loopback_unless_asked():
     for name, svc in _compose()["services"].items():
         for port in svc.get("ports", []):
             assert str(port).startswith("${NIGHTSCORE_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
 
 
+@pytest.mark.unit
 def test_airflow_services_match_the_official_file():
     """Service by service, the settings of Airflow's own docker-compose file: commands, healthchecks,
     start periods, dependencies, the worker's warm shutdown, the user, and the common environment, less the
@@ -183,6 +190,7 @@ def test_airflow_services_match_the_official_file():
         assert "airflow-auth:/opt/airflow/auth" in ours[name]["volumes"]
 
 
+@pytest.mark.unit
 def test_secret_helper_escapes_every_character(tmp_path):
     """docker/secrets.py, as Airflow's *_CMD runs it: URLs that libpq and SQLAlchemy read back exactly."""
     secret = tmp_path / "pw"
@@ -200,6 +208,7 @@ def test_secret_helper_escapes_every_character(tmp_path):
     assert json.loads(run("passwords", f"admin={secret}")) == {"admin": NASTY}
 
 
+@pytest.mark.unit
 def test_compose_secrets_makes_missing_files_and_keeps_edited_ones(tmp_path):
     from tools.compose_secrets import SECRETS, prepare
 
@@ -217,6 +226,7 @@ def test_compose_secrets_makes_missing_files_and_keeps_edited_ones(tmp_path):
     Fernet((tmp_path / "secrets" / "airflow_fernet_key").read_text())  # a key Airflow accepts
 
 
+@pytest.mark.integration
 def test_seaweedfs_as_the_stack_runs_it(tmp_path):
     """The compose service's own command, environment and health probe on a real SeaweedFS: the admin key pair
     from the environment (a secret with every awkward character), the bucket made at start, wrong keys refused,

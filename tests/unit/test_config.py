@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+
 import psycopg2.extensions
 import pytest
 
+from pipeline import config
 from pipeline.config import load_settings
 from pipeline.db import libpq_uri, safe_url
 from pipeline.errors import ConfigError
+
+pytestmark = pytest.mark.unit
 
 NASTY = "p@ss/w:rd#1?%20\"quoted\" 'single' \\back $HOME é"
 
@@ -55,3 +60,56 @@ def test_s3_secret_file_gives_explicit_credentials(tmp_path):
     # without a file, boto3's own credential chain decides
     plain = load_settings({"NIGHTSCORE_HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": "nightscore"})
     assert plain.s3_access_key is None and plain.s3_secret_key is None
+
+
+def test_ledger_hostname_from_the_variable_else_the_host_name():
+    assert config.ledger_hostname({"NIGHTSCORE_HOSTNAME": "worker-2"}) == "worker-2"
+    assert config.ledger_hostname({}) == socket.gethostname()
+    assert config.ledger_hostname({"NIGHTSCORE_HOSTNAME": ""}) == socket.gethostname()
+
+
+def test_alert_webhook_url_from_the_variable_the_spec_names():
+    assert config.alert_webhook_url("NIGHTSCORE_ALERT_WEBHOOK", {"NIGHTSCORE_ALERT_WEBHOOK": "https://hooks.example/x"}) == (
+        "https://hooks.example/x"
+    )
+    assert config.alert_webhook_url("NIGHTSCORE_ALERT_WEBHOOK", {}) is None
+    assert config.alert_webhook_url("NIGHTSCORE_ALERT_WEBHOOK", {"NIGHTSCORE_ALERT_WEBHOOK": ""}) is None
+
+
+def test_smtp_url_and_sender():
+    assert config.smtp_url({"NIGHTSCORE_SMTP_URL": "smtp://u:p@mail.example:587"}) == "smtp://u:p@mail.example:587"
+    assert config.smtp_url({}) is None
+    assert config.alert_from({"NIGHTSCORE_ALERT_FROM": "alerts@example.com"}) == "alerts@example.com"
+    assert config.alert_from({}) == "nightscore@localhost"
+
+
+def test_failpoint_variables(tmp_path):
+    env = {"NIGHTSCORE_FAILPOINT": "swap", "NIGHTSCORE_FAILPOINT_FILE": str(tmp_path / "marker")}
+    assert config.failpoint(env) == "swap"
+    assert config.failpoint_file(env) == tmp_path / "marker"
+    assert config.failpoint({}) is None
+    with pytest.raises(ConfigError, match="NIGHTSCORE_FAILPOINT_FILE"):
+        config.failpoint_file({"NIGHTSCORE_FAILPOINT": "swap"})
+
+
+def test_the_functions_read_the_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("NIGHTSCORE_HOSTNAME", "from-env")
+    monkeypatch.setenv("NIGHTSCORE_SMTP_URL", "smtp://127.0.0.1:2525")
+    monkeypatch.delenv("NIGHTSCORE_ALERT_FROM", raising=False)
+    monkeypatch.delenv("NIGHTSCORE_FAILPOINT", raising=False)
+    assert config.ledger_hostname() == "from-env"
+    assert config.smtp_url() == "smtp://127.0.0.1:2525"
+    assert config.alert_from() == "nightscore@localhost"
+    assert config.failpoint() is None
+
+
+def test_jobs_dir_from_the_variable_else_none(tmp_path):
+    assert config.jobs_dir_from_env({"NIGHTSCORE_JOBS_DIR": str(tmp_path)}) == tmp_path
+    assert config.jobs_dir_from_env({}) is None
+    assert config.jobs_dir_from_env({"NIGHTSCORE_JOBS_DIR": ""}) is None
+
+
+def test_airflow_connection_ids():
+    env = {"NIGHTSCORE_POSTGRES_CONN_ID": "pg_prod", "NIGHTSCORE_AWS_CONN_ID": "s3_prod"}
+    assert config.airflow_connection_ids(env) == ("pg_prod", "s3_prod")
+    assert config.airflow_connection_ids({}) == ("nightscore_postgres", "nightscore_s3")

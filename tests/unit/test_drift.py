@@ -13,6 +13,8 @@ from pipeline.demo import generate_day
 from pipeline.drift import DriftCounter, day_metrics, feature_reference, merge_counts, summary
 from pipeline.jobs import load_job
 
+pytestmark = pytest.mark.unit
+
 SPEC = load_job(PROJECT_ROOT / "dags" / "jobs", "churn")
 
 

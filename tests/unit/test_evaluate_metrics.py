@@ -7,6 +7,8 @@ import pytest
 
 from pipeline.evaluate import calibration_by_decile, classification_metrics
 
+pytestmark = pytest.mark.unit
+
 
 def test_metrics_match_their_definitions():
     rng = np.random.default_rng(3)

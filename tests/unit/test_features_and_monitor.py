@@ -4,12 +4,15 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.features import to_matrix
 from pipeline.jobs import load_job
 from pipeline.monitor import psi, reference_bins
 from pipeline.train import auc, log_loss
+
+pytestmark = pytest.mark.unit
 
 SPEC = load_job(PROJECT_ROOT / "dags" / "jobs", "churn")
 

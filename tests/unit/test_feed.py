@@ -11,6 +11,8 @@ import pytest
 
 from pipeline.feed import BatchFeed, FeedAborted, rebatched
 
+pytestmark = pytest.mark.unit
+
 SCHEMA = pa.schema([("k", pa.int64())])
 
 

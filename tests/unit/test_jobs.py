@@ -10,6 +10,8 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import JobSpecError, NightscoreError
 from pipeline.jobs import load_job, load_spec, parse_ds, render_binds
 
+pytestmark = pytest.mark.unit
+
 JOBS = PROJECT_ROOT / "dags" / "jobs"
 
 
@@ -105,3 +107,20 @@ def test_binds_render_typed_literals():
 def test_bad_date_is_a_clear_error():
     with pytest.raises(NightscoreError, match=r"'2026-13-01' is not a date.*YYYY-MM-DD"):
         parse_ds("2026-13-01")
+
+
+def test_a_spec_is_loaded_once_per_process_until_its_file_changes(tmp_path):
+    """The stages of a run share one spec: a second load returns the same object, an edited file is read again."""
+    import shutil
+
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.jobs import load_spec
+
+    jobs = tmp_path / "jobs"
+    shutil.copytree(PROJECT_ROOT / "dags" / "jobs", jobs)
+    path = jobs / "churn.yml"
+    first = load_spec(path)
+    assert load_spec(path) is first
+    path.write_text(path.read_text().replace("shards: 1", "shards: 2") if "shards: 1" in path.read_text() else path.read_text() + "shards: 2\n")
+    again = load_spec(path)
+    assert again is not first and again.shards == 2

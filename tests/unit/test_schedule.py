@@ -12,6 +12,8 @@ import pytest
 from pipeline.errors import NightscoreError
 from pipeline.schedule import resolve_ds
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 24, 20, 41, 7, tzinfo=UTC)  # a person at the UI, Tuesday evening
 
 
@@ -56,3 +58,40 @@ def test_a_ds_in_a_backfill_is_refused():
 def test_the_form_default_says_why_it_scored_yesterday():
     _, why = resolve_ds(tz="UTC", param_ds=None, run_type="manual", logical_date=NOW, run_after=NOW)
     assert "not over" in why and "give ds" in why
+
+
+# the one day rule every entry point (CLI score/train/evaluate/backfill, the Airflow tasks) takes its default
+# from: the latest complete day in the job's time zone, at both edges of a day, in three time zones
+@pytest.mark.parametrize(
+    ("tz", "last_second", "first_second", "day_before", "day_after"),
+    [
+        # Los Angeles is UTC-8 in November: its 24th starts at 08:00 UTC
+        ("America/Los_Angeles", datetime(2026, 11, 24, 7, 59, 59, tzinfo=UTC), datetime(2026, 11, 24, 8, tzinfo=UTC), date(2026, 11, 22), date(2026, 11, 23)),
+        # Berlin is UTC+1: its 24th starts at 23:00 UTC on the 23rd
+        ("Europe/Berlin", datetime(2026, 11, 23, 22, 59, 59, tzinfo=UTC), datetime(2026, 11, 23, 23, tzinfo=UTC), date(2026, 11, 22), date(2026, 11, 23)),
+        # Tokyo is UTC+9: its 24th starts at 15:00 UTC on the 23rd
+        ("Asia/Tokyo", datetime(2026, 11, 23, 14, 59, 59, tzinfo=UTC), datetime(2026, 11, 23, 15, tzinfo=UTC), date(2026, 11, 22), date(2026, 11, 23)),
+    ],
+)
+def test_default_day_turns_at_midnight_in_the_jobs_time_zone(tz, last_second, first_second, day_before, day_after):
+    from pipeline.schedule import default_day, job_today
+
+    assert default_day(tz, last_second) == day_before
+    assert default_day(tz, first_second) == day_after
+    assert job_today(tz, first_second) == date.fromordinal(day_after.toordinal() + 1)
+    for now in (last_second, first_second):  # a manual Airflow run with no date picks the same day as the CLI
+        assert resolve_ds(tz=tz, param_ds=None, run_type="manual", logical_date=None, run_after=now)[0] == default_day(tz, now)
+
+
+def test_no_entry_point_reads_the_machines_local_date():
+    """``date.today()`` is the machine's local time zone: no module of the library may take a day from it."""
+    from pathlib import Path
+
+    import pipeline
+
+    offenders = [
+        str(p.relative_to(Path(pipeline.__path__[0])))
+        for p in Path(pipeline.__path__[0]).rglob("*.py")
+        if "date.today()" in p.read_text() or "datetime.now()" in p.read_text()
+    ]
+    assert offenders == []

@@ -12,6 +12,8 @@ from pipeline.errors import ValidationFailed
 from pipeline.jobs import load_job
 from pipeline.validate import raise_if_failed, validate_frame
 
+pytestmark = pytest.mark.unit
+
 SPEC = load_job(PROJECT_ROOT / "dags" / "jobs", "churn")
 
 

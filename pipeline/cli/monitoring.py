@@ -1,0 +1,81 @@
+"""Monitoring: ``evaluate``, ``report`` and ``metrics`` (the day windows are in :mod:`pipeline.lookback`)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.text import Text
+
+from pipeline.cli.common import friendly, out, print_json, ready, settings
+from pipeline.jobs import parse_ds
+
+_LEVEL_STYLES = {"alert": "red", "warn": "yellow", "insufficient": "yellow"}
+
+
+@friendly
+def evaluate(
+    job: str = typer.Option(..., help="job name"),
+    ds: str | None = typer.Option(None, help="the published day to evaluate (YYYY-MM-DD); default: every matured day not yet evaluated"),
+    early: bool = typer.Option(False, "--early", help="evaluate --ds before its outcomes have matured (evaluation.mature_days)"),
+    as_json: bool = typer.Option(False, "--json", help="print the evaluations as JSON"),
+) -> None:
+    """Compare published predictions with the outcomes that arrived since: AUC, log loss, calibration,
+    precision and recall, beside the model's holdout metrics (recorded in the evaluations table)."""
+    from pipeline import lookback
+    from pipeline.jobs import load_job
+    from pipeline.schedule import job_today
+
+    s = settings()
+    spec = load_job(s.jobs_dir, job)
+    ready(s)
+    day = parse_ds(ds, "--ds") if ds else None
+    today = job_today(spec.timezone)
+    with out.status(f"evaluating {job}…"):
+        found = lookback.evaluate(s, spec, day, early=early, today=today)
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    window = lookback.matured_window(spec, today)
+    if not found and window and spec.evaluation:
+        out.print(
+            f"{job}: nothing to evaluate: every published day from {window[0]} to {window[1]} (outcomes mature "
+            f"{spec.evaluation.mature_days} days after a day) is evaluated already; a later day: --ds DAY --early"
+        )
+    for e in found:
+        out.print(Text(e.line(), style=_LEVEL_STYLES.get(e.level, "")))
+
+
+@friendly
+def report(
+    job: str = typer.Option(..., help="job name"),
+    days: int = typer.Option(30, min=1, max=3660, help="how many days, ending --end"),
+    end: str | None = typer.Option(None, help="the last day (YYYY-MM-DD); default: the latest complete day in the job's time zone"),
+    output: str | None = typer.Option(None, "--out", help="the HTML file to write; default: <home>/reports/<job>-<end>-<days>d.html"),
+) -> None:
+    """Write one self-contained HTML report of a job over time: rows, quarantine rate, drift per feature,
+    delayed-label metrics and run durations (open it in a browser, offline)."""
+    from pathlib import Path
+
+    from pipeline.jobs import load_job
+    from pipeline.lookback import write_report
+
+    s = settings()
+    spec = load_job(s.jobs_dir, job)
+    ready(s)
+    last = parse_ds(end, "--end") if end is not None else None
+    with out.status(f"writing the report of {job}…"):
+        done = write_report(s, spec, days, last=last, path=Path(output) if output else None)
+    out.print(f"{job}: {done.summary['days_published']} published day(s) of {days} in {done.path.resolve()}")
+
+
+@friendly
+def metrics(job: str = typer.Option(..., help="job name")) -> None:
+    """Print the job's metrics in OpenMetrics form, as runs push or write them (see README, "Metrics for Prometheus")."""
+    from pipeline import db
+    from pipeline.jobs import load_job
+    from pipeline.metrics import openmetrics
+
+    s = settings()
+    load_job(s.jobs_dir, job)
+    sys.stdout.write(openmetrics(db.ready_engine(s), job))

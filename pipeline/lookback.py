@@ -1,0 +1,64 @@
+"""Looking back over a job's published days: the delayed-label evaluations ``nightscore evaluate`` asks for,
+and the HTML report ``nightscore report`` writes over a window of days.
+
+"Today" and the default last day are the job's, in its time zone (:func:`pipeline.schedule.job_today`,
+:func:`pipeline.schedule.default_day`), never the machine's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.evaluate import DayEvaluation, evaluate_day, evaluate_matured
+from pipeline.jobs import JobSpec
+from pipeline.schedule import default_day, job_today
+
+
+def evaluate(
+    settings: Settings, spec: JobSpec, ds: date | None = None, *, early: bool = False, today: date | None = None
+) -> list[DayEvaluation]:
+    """Evaluate the published day ``ds`` (``early``: before its outcomes have matured), or, without ``ds``,
+    every matured day not yet evaluated; ``today`` defaults to the day in progress in the job's time zone."""
+    today = today or job_today(spec.timezone)
+    if ds is not None:
+        return [evaluate_day(settings, spec, ds, today=today, early=early)]
+    return evaluate_matured(settings, spec, today)
+
+
+def matured_window(spec: JobSpec, today: date | None = None) -> tuple[date, date] | None:
+    """The first and last published day whose outcomes have matured by ``today`` within the spec's lookback
+    (what an evaluation without a day looks at); None when the spec has no evaluation block."""
+    if spec.evaluation is None:
+        return None
+    last = (today or job_today(spec.timezone)) - timedelta(days=spec.evaluation.mature_days)
+    return last - timedelta(days=spec.evaluation.lookback_days - 1), last
+
+
+@dataclass(frozen=True)
+class ReportWritten:
+    """The job report written: where, which days, and the report's summary."""
+
+    path: Path
+    first: date
+    last: date
+    summary: dict[str, Any]
+
+
+def report_path(settings: Settings, job: str, last: date, days: int) -> Path:
+    """The report's default file: ``<home>/reports/<job>-<last>-<days>d.html``."""
+    return settings.home / "reports" / f"{job}-{last}-{days}d.html"
+
+
+def write_report(settings: Settings, spec: JobSpec, days: int, *, last: date | None = None, path: Path | None = None) -> ReportWritten:
+    """Write the HTML report of ``spec`` over ``days`` days ending ``last`` (default: the latest complete
+    day in the job's time zone) to ``path`` (default: :func:`report_path`)."""
+    from pipeline.report import job_report
+
+    last = last if last is not None else default_day(spec.timezone)
+    path = path or report_path(settings, spec.name, last, days)
+    first = last - timedelta(days=days - 1)
+    return ReportWritten(path, first, last, job_report(settings, spec, first, last, path))

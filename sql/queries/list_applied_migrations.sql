@@ -1,0 +1,2 @@
+-- list_applied_migrations
+SELECT version FROM schema_migrations

@@ -1,0 +1,2 @@
+-- reset_statement_timeout
+SET LOCAL statement_timeout TO DEFAULT

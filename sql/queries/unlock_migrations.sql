@@ -1,0 +1,2 @@
+-- unlock_migrations
+SELECT pg_advisory_unlock(:k)
