@@ -4,7 +4,8 @@ For a change meant to keep performance (a refactor), the question is "within noi
 benchmark runs minutes apart differ by more than that. So both trees score the same 1,000,000-row day
 (``bench/run_bench.py``'s job, data, model and server) in alternating fresh processes, ABBA..., and the
 medians are compared. REF is checked out in a temporary git worktree; its ``pipeline`` is put first on
-``PYTHONPATH``. Only the ``nightscore`` measurement (``pipeline.run.score_partition``) is taken.
+``PYTHONPATH``. Only the ``nightscore`` measurement (``pipeline.run.score_partition``) is taken, by each
+tree's own ``bench/run_bench.py`` (its ``child``, after its ``PRELOAD`` imports, as ``make bench`` does).
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, sys, time
+import importlib, json, sys, warnings
+from pathlib import Path
 sys.path.insert(0, {tree!r})
+warnings.filterwarnings("ignore")
 from bench import run_bench as rb
-from pipeline import run
-s = rb.bench_settings(__import__("pathlib").Path({home!r}))
-day = rb.partition_day({rows})
-rb.settle(s)
-t0 = time.perf_counter()
-state = run.score_partition(s, rb.JOB, day)
-print(json.dumps({{"seconds": time.perf_counter() - t0, "published": state.counts.get("published")}}))
+for module in rb.PRELOAD:  # imported before the clock, as the benchmark's forkserver does
+    importlib.import_module(module)
+home = Path({home!r})
+rb.settle(rb.bench_settings(home))
+out = rb.child("nightscore", {rows}, home, home / "ab-state.json")
+print(json.dumps({{"seconds": out["seconds"], "published": out["written"]}}))
 """
 
 

@@ -284,6 +284,10 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
                     outcome = validate_parquet(spec, path, settings.validate_batch_rows, whole_day=True)
                 shard.counts["quarantined"] = outcome.rows_quarantined
                 shard.counts["valid"] = outcome.rows - outcome.rows_quarantined
+                # what the run's validation records in its shard's row, for the publish to add up
+                runs.update_shard(
+                    db.ready_engine(settings), shard.run_id, shard.index, rows_valid=shard.counts["valid"], rows_quarantined=outcome.rows_quarantined
+                )
             elif step == "score":
                 shard = run.score_shard(settings, shard)
             elif step == "publish":  # a loading table, the shard's COPY into it, the key, the swap (repeatable)

@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 import pipeline
 from pipeline import db, runs
 from pipeline.config import Settings
@@ -105,7 +103,7 @@ def record_drift(ctx: StageContext, state: RunState) -> None:
     if not metrics:
         return
     with ctx.eng.begin() as conn:
-        conn.execute(sa.text("DELETE FROM drift_metrics WHERE run_id = CAST(:r AS uuid)"), {"r": state.run_id})
+        conn.execute(db.query("delete_run_drift_metrics"), {"r": state.run_id})
         conn.execute(
             db.query("insert_drift_metric"),
             [{"run_id": state.run_id, "job": state.job, "ds": state.day, **m} for m in metrics],

@@ -10,8 +10,6 @@ import shutil
 import uuid
 from datetime import date
 
-import sqlalchemy as sa
-
 from pipeline import db, registry, runs, shards
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError, ShardsFailed
@@ -201,7 +199,7 @@ def _reload_if_dropped(settings: Settings, ctx: StageContext, state: RunState) -
     from pipeline.publish import STAGING_SCHEMA, create_loading_table, load_shard, loading_table_name
 
     with ctx.eng.connect() as conn:
-        exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f'{STAGING_SCHEMA}."{state.loading_table}"'}).scalar()
+        exists = conn.execute(db.query("find_table"), {"t": f'{STAGING_SCHEMA}."{state.loading_table}"'}).scalar()
     if exists:
         return
     state.loading_table = loading_table_name(state.run_id)

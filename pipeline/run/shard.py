@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from pipeline import db, failpoints, registry, runs, shards
 from pipeline.config import Settings
@@ -167,7 +166,7 @@ def _record_validation(ctx: StageContext, shard: ShardState, outcome: Validation
             values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined))
         with ctx.eng.begin() as conn:  # a retried shard replaces its earlier attempt's quarantine
             conn.execute(
-                sa.text("DELETE FROM quarantined_rows WHERE run_id = CAST(:r AS uuid) AND entity_id = ANY(:keys)"),
+                db.query("delete_quarantined_keys"),
                 {"r": shard.run_id, "keys": [str(k) for k in outcome.quarantined]},
             )
         runs.save_quarantine(ctx.eng, shard.run_id, shard.job, shard.day, outcome.quarantined, values)
