@@ -27,7 +27,7 @@ install: $(UV)  ## create .venv from the lock file (the first Python 3.11-3.13 f
 	@if [ -z "$(PYTHON)" ]; then echo "no Python 3.11, 3.12 or 3.13 found: install one, or run make PYTHON=/path/to/python3.x"; exit 1; fi
 	$(UV) sync --frozen --python "$(PYTHON)"
 
-run: install  ## set up the embedded defaults and score yesterday's demo partition
+run: install  ## set up the embedded defaults and score the latest complete day of the demo job
 	$(UV) run --frozen nightscore quickstart
 
 test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given), with Debian's Chromium for the browser tests

@@ -107,9 +107,9 @@ def _preload_stage_modules() -> None:
 
     for module in shards.PRELOAD:
         importlib.import_module(module)
-    from pipeline.validate import _gx_context
+    from pipeline.validate import gx_context
 
-    _gx_context()  # GX's registry of expectations, built once
+    gx_context()  # GX's registry of expectations, built once
 
 
 @contextmanager
