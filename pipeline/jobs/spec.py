@@ -1,24 +1,22 @@
-"""Job specs: one YAML file per scoring job, with its feature contract, loaded and validated.
+"""The job spec's model: one YAML file per scoring job, with its feature contract (pydantic, strict: an
+unknown field, a wrong type or a value out of its range is an error naming the field).
 
 The feature contract is the single source of truth: the GX suite, the model's feature list and the
-scoring input order all derive from it. An invalid spec is rejected at load time with the file,
-the field and the reason.
+scoring input order all derive from it.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.errors import JobSpecError, NightscoreError
+from pipeline.jobs.binds import render_binds
 
 NAME_RE = r"^[a-z][a-z0-9_]{0,62}$"
-_BIND_RE = re.compile(r"(?<![:\w]):(ds|start|end)\b")
 
 
 class _Strict(BaseModel):
@@ -279,118 +277,3 @@ class JobSpec(_Strict):
 
     def training_sql(self, start: date, end: date) -> str:
         return render_binds((self.spec_dir / self.training.sql).read_text(), start=start, end=end)
-
-
-def render_binds(text: str, *, ds: date | None = None, start: date | None = None, end: date | None = None) -> str:
-    """Replace ``:ds``, ``:start`` and ``:end`` with typed literals.
-
-    The values are ``date`` objects, never user text, so the literals are safe by construction;
-    a plain query (no server-side parameters) lets the ADBC driver use COPY BINARY.
-    In a scoring query (``ds`` given) ``:start``/``:end`` are the day's data interval as
-    ``TIMESTAMPTZ`` [ds 00:00 UTC, ds+1 00:00 UTC); in a training query they are the window's
-    first day and the day after its last, as ``DATE``.
-    """
-    interval = ds is not None
-    if ds is not None:
-        start = start or ds
-        end = end or ds + timedelta(days=1)
-    values = {"ds": ds, "start": start, "end": end}
-
-    def sub(m: re.Match[str]) -> str:
-        v = values[m.group(1)]
-        if v is None:
-            raise JobSpecError(
-                f"the query uses :{m.group(1)} but no value is available for it",
-                fix="use :ds in scoring queries and :start/:end in training queries",
-            )
-        if m.group(1) == "ds" or not interval:
-            return f"DATE '{v.isoformat()}'"
-        return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=UTC).isoformat()}'"
-
-    return _BIND_RE.sub(sub, text)
-
-
-def _format_error(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"field '{loc}': {msg}")
-    return "; ".join(parts)
-
-
-_LOADED: dict[Path, tuple[tuple[int, int], JobSpec]] = {}
-
-
-def load_spec(path: Path) -> JobSpec:
-    """Load and validate one spec file; every problem names the file and the field.
-
-    A process loads a spec once: later calls return the same (frozen) spec while the file is unchanged (its
-    modification time and size), so the stages of a run share it; an edited file is read again."""
-    st = path.stat()
-    stamp, key = (st.st_mtime_ns, st.st_size), path.resolve()
-    cached = _LOADED.get(key)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    spec = _read_spec(path)
-    _LOADED[key] = (stamp, spec)
-    return spec
-
-
-def _read_spec(path: Path) -> JobSpec:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise JobSpecError(f"job spec is not valid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise JobSpecError("job spec must be a mapping of fields", where=str(path), fix="see dags/jobs/churn.yml for the shape")
-    try:
-        spec = JobSpec.model_validate({**raw, "spec_path": path.resolve()})
-    except ValidationError as exc:
-        raise JobSpecError(
-            f"invalid job spec: {_format_error(exc)}",
-            where=str(path),
-            fix="correct the field(s) named; the README's 'Job spec' section lists them",
-        ) from None
-    if spec.name != path.stem:
-        raise JobSpecError(
-            f"job name {spec.name!r} differs from the file name {path.stem!r}",
-            where=str(path),
-            fix=f"rename the file to {spec.name}.yml or set name: {path.stem}",
-        )
-    files = [("source.sql", spec.source.sql), ("training.sql", spec.training.sql)]
-    if spec.evaluation:
-        files.append(("evaluation.sql", spec.evaluation.sql))
-    for label, rel in files:
-        if not (spec.spec_dir / rel).is_file():
-            raise JobSpecError(
-                f"{label} file {rel!r} does not exist", where=str(path), fix=f"create {spec.spec_dir / rel} or correct the path"
-            )
-    return spec
-
-
-def spec_files(jobs_dir: Path) -> list[Path]:
-    return sorted(jobs_dir.glob("*.yml")) + sorted(jobs_dir.glob("*.yaml"))
-
-
-def load_job(jobs_dir: Path, name: str) -> JobSpec:
-    """The spec of job ``name`` from ``jobs_dir``."""
-    for path in spec_files(jobs_dir):
-        if path.stem == name:
-            return load_spec(path)
-    known = ", ".join(p.stem for p in spec_files(jobs_dir)) or "none"
-    raise JobSpecError(
-        f"unknown job {name!r} (known jobs: {known})", where=str(jobs_dir), fix=f"add {jobs_dir / (name + '.yml')} or pick a known job"
-    )
-
-
-def load_all(jobs_dir: Path) -> list[JobSpec]:
-    return [load_spec(p) for p in spec_files(jobs_dir)]
-
-
-def parse_ds(text: str, where: str = "--ds") -> date:
-    """Parse a partition date ``YYYY-MM-DD`` with a clear error."""
-    try:
-        return date.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise NightscoreError(f"{text!r} is not a date", where=where, fix="give the day as YYYY-MM-DD, e.g. 2026-11-20") from None
