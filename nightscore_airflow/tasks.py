@@ -133,7 +133,8 @@ def step(name: str, state: dict[str, Any], context: Any | None = None) -> dict[s
 def evaluate(job: str, context: Any) -> dict[str, Any]:
     """Evaluate the ``ds`` parameter's day, or every published day whose outcomes have matured and that has
     no evaluation yet; return them and the performance Asset event's ``extra`` (None below the alert level)."""
-    from pipeline.evaluate import alert_extra, evaluate_day, evaluate_matured
+    from pipeline import lookback
+    from pipeline.evaluate import alert_extra
     from pipeline.jobs import parse_ds
     from pipeline.metrics import export
     from pipeline.schedule import job_today
@@ -142,14 +143,10 @@ def evaluate(job: str, context: Any) -> dict[str, Any]:
     spec = load_spec(job)
     params = context["params"]
     today = job_today(spec.timezone, context["dag_run"].run_after)
-    if params.get("ds"):
-        found = [
-            evaluate_day(settings, spec, parse_ds(params["ds"], where="the ds parameter"), today=today, early=bool(params.get("early")))
-        ]
-    else:
-        found = evaluate_matured(settings, spec, today)
-        if not found:
-            log.info("%s: no published day whose outcomes matured by %s is left to evaluate", job, today)
+    ds = parse_ds(params["ds"], where="the ds parameter") if params.get("ds") else None
+    found = lookback.evaluate(settings, spec, ds, early=bool(params.get("early")), today=today)
+    if not found:
+        log.info("%s: no published day whose outcomes matured by %s is left to evaluate", job, today)
     if found:
         export(settings, job)
     return {"evaluations": [e.to_dict() for e in found], "alert": alert_extra(found)}

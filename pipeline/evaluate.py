@@ -298,13 +298,18 @@ def _record(eng: Any, ev: DayEvaluation) -> None:
         )
 
 
+def matured_window(spec: JobSpec, today: date) -> tuple[date, date]:
+    """The first and last day whose outcomes have matured by ``today``, within the spec's lookback."""
+    assert spec.evaluation is not None
+    last = today - timedelta(days=spec.evaluation.mature_days)
+    return last - timedelta(days=spec.evaluation.lookback_days - 1), last
+
+
 def matured_days(settings: Settings, spec: JobSpec, today: date) -> list[date]:
     """Published days whose outcomes have matured by ``today`` (within the spec's lookback) and whose
     published run has not been evaluated yet."""
     _require_evaluation(spec)
-    assert spec.evaluation is not None
-    last = today - timedelta(days=spec.evaluation.mature_days)
-    first = last - timedelta(days=spec.evaluation.lookback_days - 1)
+    first, last = matured_window(spec, today)
     with db.ready_engine(settings).connect() as conn:
         rows = conn.execute(db.query("unevaluated_days"), {"job": spec.name, "first": first, "last": last}).all()
     return [r.ds for r in rows]

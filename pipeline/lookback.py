@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.evaluate import DayEvaluation, evaluate_day, evaluate_matured
+from pipeline.evaluate import matured_window as evaluate_window
 from pipeline.jobs import JobSpec
 from pipeline.schedule import default_day, job_today
 
@@ -34,8 +35,7 @@ def matured_window(spec: JobSpec, today: date | None = None) -> tuple[date, date
     (what an evaluation without a day looks at); None when the spec has no evaluation block."""
     if spec.evaluation is None:
         return None
-    last = (today or job_today(spec.timezone)) - timedelta(days=spec.evaluation.mature_days)
-    return last - timedelta(days=spec.evaluation.lookback_days - 1), last
+    return evaluate_window(spec, today or job_today(spec.timezone))
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,12 @@ def begin(
     """Create the run record, resolve the model (failing fast if there is none), plan the shards (the job
     spec's ``shards``, unless ``shard_count`` overrides it) and create the loading table they fill.
     Dead runs are reaped first."""
+    from pipeline.ledger import ready_engine  # reaps: reap imports publish, which this module imports only when publishing
     from pipeline.publish import create_loading_table, loading_table_name
-    from pipeline.reap import reap_quietly  # reap imports publish, which this module imports only when publishing
 
     spec = load_job(settings.jobs_dir, job)
-    eng = db.ready_engine(settings)
+    eng = ready_engine(settings)
     store = open_store(settings)
-    reap_quietly(settings, eng)
     run_id = str(uuid.uuid4())
     n = shards.resolve(spec.shards, shard_count)
     state = RunState(
