@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +75,10 @@ def day_late(context: dict[str, Any] | None = None, job: str = "", deadline: str
         log.info("deadline %s of %s passed for a %s run (%s): no alert", deadline, job, dag_run.get("run_type"), airflow_run_id)
         return
     row = _ledger_row(airflow_run_id)
+    if row is None and str(dag_run.get("state", "")).lower() in ("queued", "running"):
+        # a deadline already past when the run starts fires while its begin task is still creating the
+        # run's ledger row: wait for the row a while, so the alert says where the run is
+        row = _ledger_row(airflow_run_id, wait_s=LEDGER_WAIT_S)
     if row and row.get("status") in ("published", "succeeded"):
         log.info("deadline %s passed, but %s %s was published (run %s)", deadline, job, row["ds"], row["run_id"])
         return
@@ -119,16 +124,25 @@ def deadline_alert(spec: Any) -> Any:
     )
 
 
-def _ledger_row(airflow_run_id: str | None) -> dict[str, Any] | None:
-    """The latest ``scoring_runs`` row of an Airflow run (None if it never got that far, or on any error)."""
+LEDGER_WAIT_S = 60.0
+
+
+def _ledger_row(airflow_run_id: str | None, wait_s: float = 0.0) -> dict[str, Any] | None:
+    """The latest ``scoring_runs`` row of an Airflow run (None if it never got that far, or on any error),
+    looked for again every 2 s for up to ``wait_s`` seconds while there is none."""
     if not airflow_run_id:
         return None
     try:
         from pipeline import db
 
-        with db.engine(task_settings()).connect() as conn:
-            row = conn.execute(db.query("latest_run_of_airflow_run"), {"r": airflow_run_id}).mappings().first()
-        return dict(row) if row else None
+        eng = db.engine(task_settings())
+        until = time.monotonic() + wait_s
+        while True:
+            with eng.connect() as conn:
+                row = conn.execute(db.query("latest_run_of_airflow_run"), {"r": airflow_run_id}).mappings().first()
+            if row or time.monotonic() >= until:
+                return dict(row) if row else None
+            time.sleep(2.0)
     except Exception as exc:
         log.warning("the alert could not read the run's ledger row: %s", str(exc).splitlines()[0])
         return None
