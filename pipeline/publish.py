@@ -50,13 +50,29 @@ def leaf_name(job: str, ds: date) -> str:
     return f"{job[:50]}__{ds:%Y%m%d}"
 
 
+JSONB_VERSION = pa.scalar(b"\x01", pa.binary())  # jsonb's binary input: a version byte, then the JSON text
+
+
+def _wire(field: pa.Field) -> pa.Field:
+    if field.name == "run_id":
+        return pa.field("run_id", pa.binary(16), nullable=False)
+    if field.name == "scores":
+        return pa.field("scores", pa.binary())
+    return field
+
+
 def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
-    """Those row groups of the predictions file, with run_id as 16 bytes: COPY BINARY into a uuid column
-    wants those."""
+    """Those row groups of the predictions file as COPY BINARY wants them: run_id as 16 bytes (a uuid column),
+    scores (JSON text) behind jsonb's version byte."""
+    import pyarrow.compute as pc
+
     pf = stream_parquet(path)
-    fields = [pa.field("run_id", pa.binary(16), nullable=False) if f.name == "run_id" else f for f in pf.schema_arrow]
-    schema = pa.schema(fields)
+    schema = pa.schema([_wire(f) for f in pf.schema_arrow])
     idx = pf.schema_arrow.get_field_index("run_id")
+    js = pf.schema_arrow.get_field_index("scores")
+
+    def jsonb(col: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(JSONB_VERSION, pc.cast(col, pa.binary()), pa.scalar(b"", pa.binary()))
 
     def gen():
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
@@ -68,7 +84,10 @@ def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.Reco
                 )
             else:
                 col = pa.array([uuid.UUID(r).bytes for r in batch.column(idx).to_pylist()], pa.binary(16))
-            yield pa.RecordBatch.from_arrays([col if i == idx else c for i, c in enumerate(batch.columns)], schema=schema)
+            cols = [col if i == idx else c for i, c in enumerate(batch.columns)]
+            if js >= 0:
+                cols[js] = jsonb(cols[js])
+            yield pa.RecordBatch.from_arrays(cols, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, gen())
 
@@ -97,10 +116,11 @@ def load(settings: Settings, path: Path, table: str) -> int:
     return -1 if any(c < 0 for c in counts) else sum(counts)
 
 
-def create_loading_table(eng: Engine, name: str, job: str, ds: date) -> None:
-    """The run's loading table, shaped like predictions and carrying the day's CHECK; its shards load into it."""
+def create_loading_table(eng: Engine, name: str, job: str, ds: date, kind: str = "binary") -> None:
+    """The run's loading table, shaped like predictions and carrying the day's CHECK and the model kind's range
+    check on ``score`` (a probability in [0, 1], or any finite value for regression); its shards load into it."""
     with eng.begin() as conn:
-        conn.execute(db.query("create_loading_table"), {"name": name, "job": job, "ds": ds})
+        conn.execute(db.query("create_loading_table"), {"name": name, "job": job, "ds": ds, "kind": kind})
 
 
 def load_shard(settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool) -> int:

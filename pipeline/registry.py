@@ -30,6 +30,14 @@ class ModelVersion:
     metrics: dict[str, Any]
     training_window: dict[str, Any]
     xgboost_version: str
+    kind: str = "binary"
+    origin: dict[str, Any] | None = None  # a registered model: file, sha256, MLflow run id, who, note
+    created_by: str = ""
+
+    @property
+    def registered(self) -> bool:
+        """Handed over as a file (``nightscore model register``), not trained by ``nightscore train``."""
+        return bool(self.origin and self.origin.get("how") == "registered")
 
     @property
     def feature_names(self) -> list[str]:
@@ -53,6 +61,9 @@ def _row_to_version(row: sa.Row) -> ModelVersion:
         metrics=row.metrics,
         training_window=row.training_window,
         xgboost_version=row.xgboost_version,
+        kind=row.kind,
+        origin=row.origin,
+        created_by=row.created_by,
     )
 
 
@@ -87,6 +98,8 @@ def register(
                         "window": json.dumps(manifest["training_window"], default=str),
                         "xgb": manifest["xgboost_version"],
                         "by": by or _who(),
+                        "kind": manifest.get("kind", "binary"),
+                        "origin": json.dumps(manifest.get("origin"), default=str) if manifest.get("origin") else None,
                     },
                 )
                 uri = store.put_bytes(f"{prefix}/model.ubj", model_bytes)
@@ -216,3 +229,17 @@ def load_booster(store: ArtifactStore, mv: ModelVersion) -> Any:
             fix="retrain the model from the job's current feature contract",
         )
     return booster
+
+
+def check_fits(spec: Any, mv: ModelVersion, booster: Any) -> None:
+    """Refuse to score ``spec``'s job with a model that does not fit it (kind, classes, features, categories):
+    the spec may have changed since the model was registered."""
+    from pipeline import kinds
+
+    problems = kinds.check_model(spec, kinds.model_info(booster))
+    if problems:
+        raise ModelError(
+            f"model {mv.name} v{mv.version} does not fit job {spec.name!r}: " + "; ".join(problems),
+            where=str(spec.spec_path),
+            fix="change the spec back, or train (nightscore train) or register (nightscore model register) a model for the spec as it is",
+        )

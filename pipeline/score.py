@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.features import to_matrix
+from pipeline import kinds
+from pipeline.features import Coding, to_matrix, value_sets
 from pipeline.jobs import JobSpec
 from pipeline.registry import ModelVersion
 from pipeline.storage import stream_parquet
@@ -29,6 +30,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("model_version", pa.int32()),
         ("run_id", pa.string()),
         ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("scores", pa.string()),  # JSON: every class's probability or every quantile (pipeline.kinds), else null
     ]
 )
 
@@ -42,11 +44,21 @@ class Scored:
 
 
 def score_batch(
-    booster: Any, batch: pa.RecordBatch | pa.Table, spec: JobSpec, threads: int, buffer: np.ndarray | None = None
+    booster: Any,
+    batch: pa.RecordBatch | pa.Table,
+    spec: JobSpec,
+    threads: int,
+    buffer: np.ndarray | None = None,
+    info: kinds.ModelInfo | None = None,
+    coding: Coding | None = None,
 ) -> np.ndarray:
-    """Probabilities for one batch, with the model's own thread count set explicitly."""
+    """The model's raw output for one batch (:func:`pipeline.kinds.raw_predict`), with the model's own thread
+    count set explicitly and categories coded as the model learned them."""
     booster.set_param({"nthread": threads})
-    return booster.inplace_predict(to_matrix(batch, spec, buffer), validate_features=False)
+    info = info or kinds.model_info(booster)
+    if coding is None:
+        coding = value_sets(kinds.coding(spec, info))
+    return kinds.raw_predict(booster, to_matrix(batch, spec, buffer, coding), info)
 
 
 def _repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
@@ -55,23 +67,22 @@ def _repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
 
 
 def predictions_batch(
-    batch: pa.RecordBatch, scores: np.ndarray, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
+    batch: pa.RecordBatch, out: kinds.Outputs, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
 ) -> pa.RecordBatch:
     n = batch.num_rows
     keys = pc.cast(batch.column(spec.entity_key), pa.string())
-    positive = pa.array(scores >= spec.decision.threshold)
-    labels = pc.if_else(positive, pa.scalar(spec.decision.positive, pa.string()), pa.scalar(spec.decision.negative, pa.string()))
     return pa.record_batch(
         [
             _repeat(spec.name, n, pa.string()),
             pa.array(np.full(n, ds.toordinal() - date(1970, 1, 1).toordinal(), dtype=np.int32), pa.date32()),
             keys,
-            pa.array(scores.astype(np.float64)),
-            labels,
+            pa.array(out.score),
+            out.label,
             _repeat(mv.name, n, pa.string()),
             pa.array(np.full(n, mv.version, dtype=np.int32)),
             _repeat(run_id, n, pa.string()),
             pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None), "us"))).cast(pa.timestamp("us", tz="UTC")),
+            out.scores,
         ],
         schema=PREDICTION_SCHEMA,
     )
@@ -111,18 +122,21 @@ def score(
     rows, total = 0, 0.0
     # dictionary pages for the repeated strings; entity ids are all different (a dictionary of them is
     # built, then dropped: 0.3 s against 0.19 s to write 1,000,000 rows)
-    strings = [f.name for f in PREDICTION_SCHEMA if pa.types.is_string(f.type) and f.name != "entity_id"]
+    strings = [f.name for f in PREDICTION_SCHEMA if pa.types.is_string(f.type) and f.name not in ("entity_id", "scores")]
     buffer = np.empty((batch_rows, len(spec.features)), dtype=np.float32)  # the model's input, reused batch after batch
+    info = kinds.model_info(booster)
+    coding = value_sets(kinds.coding(spec, info))
     with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings) as writer:
         for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):
             if batch.num_rows == 0:
                 continue
-            scores = score_batch(booster, batch, spec, threads, buffer)
+            raw = score_batch(booster, batch, spec, threads, buffer, info, coding)
+            result = kinds.outputs(raw, spec, info)
             if counter is not None:
                 counter.add(batch)
-            writer.write_batch(predictions_batch(batch, scores, spec, ds, mv, run_id, scored_at))
+            writer.write_batch(predictions_batch(batch, result, spec, ds, mv, run_id, scored_at))
             rows += batch.num_rows
-            total += float(scores.sum())
+            total += float(result.score.sum())
     return Scored(
         uri=str(out), rows=rows, score_mean=(total / rows) if rows else float("nan"), drift_counts=counter.to_json() if counter else None
     )

@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import db, registry
+from pipeline import db, kinds, registry
+from pipeline.assess import assess, labels, score_reference
 from pipeline.config import Settings
 from pipeline.drift import feature_reference
 from pipeline.errors import ModelError, NightscoreError
-from pipeline.features import feature_types, to_matrix
+from pipeline.features import feature_types, training_frame
 from pipeline.jobs import JobSpec
-from pipeline.monitor import reference_bins
 from pipeline.schedule import default_day
 from pipeline.storage import open_store
 
@@ -70,10 +70,6 @@ def load_window(settings: Settings, spec: JobSpec, start: date, end: date) -> pa
     return table
 
 
-def _labels(table: pa.Table, label: str) -> np.ndarray:
-    return pc.cast(table.column(label), pa.float32()).to_numpy(zero_copy_only=False)
-
-
 def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, promote: Promote = "if_none") -> TrainResult:
     """Train on ``train_days`` days then evaluate on the ``holdout_days`` days ending at ``end`` (default: the
     latest complete day in the job's time zone, :func:`pipeline.schedule.default_day`)."""
@@ -86,44 +82,34 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
     table = load_window(settings, spec, train_start, end + timedelta(days=1))
     is_holdout = pc.greater_equal(table.column("ds"), pa.scalar(holdout_start, pa.date32()))
     train_t, hold_t = table.filter(pc.invert(is_holdout)), table.filter(is_holdout)
+    where = str(spec.spec_dir / spec.training.sql)
     if train_t.num_rows == 0 or hold_t.num_rows == 0:
         raise NightscoreError(
             f"not enough labelled data for job {spec.name!r}: {train_t.num_rows} training rows ({train_start}..{holdout_start - timedelta(days=1)}), "
             f"{hold_t.num_rows} holdout rows ({holdout_start}..{end})",
-            where=str(spec.spec_dir / spec.training.sql),
+            where=where,
             fix="load data for those days (for the demo: nightscore demo-data) or pass another --end",
         )
-    names, types = spec.feature_names, feature_types(spec)
+    kind = spec.model.kind
     params: dict[str, Any] = {
-        "objective": "binary:logistic",
-        "eval_metric": ["auc", "logloss"],
+        "objective": kinds.objective(t, kind),
         "tree_method": "hist",
         "max_cat_to_onehot": 1,
         "nthread": settings.threads,
         "seed": 7,
         **t.params,
     }
-    dtrain = xgb.DMatrix(
-        to_matrix(train_t, spec), label=_labels(train_t, t.label), feature_names=names, feature_types=types, enable_categorical=True
-    )
-    x_hold, y_hold = to_matrix(hold_t, spec), _labels(hold_t, t.label)
+    if kind == "multiclass":
+        params["num_class"] = len(spec.decision.classes or [])
+    y_train, y_hold = labels(train_t, spec, where), labels(hold_t, spec, where)
+    dtrain = xgb.DMatrix(training_frame(train_t, spec), label=y_train, enable_categorical=True)
     from pipeline.shards import xgboost_ran
 
     xgboost_ran()
     booster = xgb.train(params, dtrain, num_boost_round=t.num_boost_round)
-    p_hold = booster.inplace_predict(x_hold)
-    metrics = {
-        "auc": round(auc(y_hold, p_hold), 6),
-        "logloss": round(log_loss(y_hold, p_hold), 6),
-        "train_rows": int(train_t.num_rows),
-        "holdout_rows": int(hold_t.num_rows),
-        "positive_rate": round(float(y_hold.mean()), 6),
-    }
-    # what a day's delayed-label evaluation is compared with (pipeline/evaluate.py)
-    from pipeline.evaluate import classification_metrics
-
-    held = classification_metrics(y_hold, p_hold, spec.decision.threshold)
-    metrics.update({k: held[k] for k in ("brier", "precision", "recall", "calibration_error")})
+    info = kinds.model_info(booster)
+    held = assess(spec, booster, hold_t, y_hold, info)
+    metrics = {**held.metrics, "train_rows": int(train_t.num_rows), "holdout_rows": int(hold_t.num_rows)}
     window = {
         "train_start": train_start,
         "train_end": holdout_start - timedelta(days=1),
@@ -132,16 +118,19 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
     }
     manifest = {
         "job": spec.name,
+        "kind": kind,
+        "model": info.to_json(),
         "features": [f.model_dump(exclude_none=True) for f in spec.features],
-        "feature_types": types,
+        "feature_types": feature_types(spec),
         "metrics": metrics,
         "training_window": window,
         "params": params,
         "num_boost_round": t.num_boost_round,
         "xgboost_version": xgb.__version__,
         "format": "ubj",
+        "origin": {"how": "trained", "job": spec.name},
         # what drift is measured against: binned distributions, no raw rows (pipeline/drift.py)
-        "reference": {"score": reference_bins(p_hold.astype(np.float64)), "features": feature_reference(spec, train_t)},
+        "reference": {**score_reference(spec, held), "features": feature_reference(spec, train_t)},
     }
     eng = db.ready_engine(settings)
     store = open_store(settings)
@@ -153,17 +142,18 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         log.info("model %s: %s", spec.model.name, reason)
         return TrainResult(same.name, same.version, metrics, False, reason, champion, registered=False)
     mv = registry.register(eng, store, spec.model.name, model_bytes, manifest)
-
-    promoted, reason = _decide(eng, store, spec, promote, champion, metrics, x_hold, y_hold)
+    promoted, reason = decide(eng, store, spec, promote, champion, metrics, hold_t, y_hold)
     if promoted:
         registry.set_alias(eng, spec.model.name, spec.model.alias, mv.version, reason=reason)
-    log.info("model %s v%s: AUC %.4f; %s", mv.name, mv.version, metrics["auc"], reason)
+    log.info("model %s v%s: %s; %s", mv.name, mv.version, kinds.headline(kind, metrics), reason)
     return TrainResult(mv.name, mv.version, metrics, promoted, reason, champion)
 
 
-def _decide(
-    eng: Any, store: Any, spec: JobSpec, promote: Promote, champion: int | None, metrics: dict[str, float], x: np.ndarray, y: np.ndarray
+def decide(
+    eng: Any, store: Any, spec: JobSpec, promote: Promote, champion: int | None, metrics: dict[str, Any], table: pa.Table, y: np.ndarray
 ) -> tuple[bool, str]:
+    """Whether a new version becomes the alias: by ``promote``; ``if_better`` compares the kind's primary metric
+    (``training.metric``) of the new version (``metrics``) and of the current one on the same labelled rows."""
     if promote == "never":
         return False, "registered only (promotion not requested)"
     if champion is None:
@@ -174,12 +164,25 @@ def _decide(
         return True, f"promoted over v{champion} on request"
     if promote == "if_none":
         return False, f"{spec.model.alias} is already v{champion}: kept it (use `nightscore model promote` to switch)"
+    kind = spec.model.kind
     try:
-        current = registry.load_booster(store, registry.get_version(eng, spec.model.name, champion))
-        champ_auc = auc(y, current.inplace_predict(x))
+        mv = registry.get_version(eng, spec.model.name, champion)
+        current = registry.load_booster(store, mv)
+        registry.check_fits(spec, mv, current)
+        info = kinds.model_info(current)
+        theirs = assess(spec, current, table, y, info).metrics
     except ModelError as exc:
         return True, f"current {spec.model.alias} v{champion} cannot be evaluated ({exc.what}): promoted"
+    name = kinds.primary_metric(kind, spec.training, info.quantiles)
+    ours, champ = metrics.get(name), theirs.get(name)
+    if ours is None:
+        return False, f"the new version has no {name} on these rows: kept v{champion}"
+    if champ is None:
+        return True, f"{spec.model.alias} v{champion} has no {name} on these rows: promoted"
     margin = spec.training.promote_margin
-    if metrics["auc"] >= champ_auc + margin:
-        return True, f"AUC {metrics['auc']:.4f} beats {spec.model.alias} v{champion} ({champ_auc:.4f}) by at least {margin}: promoted"
-    return False, f"AUC {metrics['auc']:.4f} does not beat {spec.model.alias} v{champion} ({champ_auc:.4f}) by {margin}: kept v{champion}"
+    up = kinds.higher_is_better(kind, name)
+    gain = (ours - champ) if up else (champ - ours)
+    said = f"{name} {ours:.4f} against {spec.model.alias} v{champion}'s {champ:.4f} ({'higher' if up else 'lower'} is better)"
+    if gain >= margin:
+        return True, f"{said}: better by at least {margin}: promoted"
+    return False, f"{said}: not better by {margin}: kept v{champion}"

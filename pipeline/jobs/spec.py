@@ -59,17 +59,76 @@ class Source(_Strict):
         return (spec_dir / self.sql).resolve()
 
 
+Kind = Literal["binary", "multiclass", "regression"]
+
+
 class ModelRef(_Strict):
     name: str = Field(pattern=NAME_RE)
     alias: str = Field(default="champion", pattern=NAME_RE)
+    # what the model predicts: the probability of one outcome (binary), one of several classes (multiclass)
+    # or a number (regression); see README, "Model kinds"
+    kind: Kind = "binary"
+
+
+class Band(_Strict):
+    """A regression label for predicted values in ``[min, max)`` (no ``min``: from minus infinity; no ``max``: on)."""
+
+    label: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
 
 
 class Decision(_Strict):
-    """How a score becomes a label: ``score >= threshold`` → ``positive`` else ``negative``."""
+    """How a prediction becomes the published ``label``, by the model's kind:
+
+    - binary: ``score >= threshold`` → ``positive`` else ``negative``;
+    - multiclass: the most probable of ``classes`` (listed in the model's class order: class 0 first);
+    - regression: the ``bands`` the value falls in (contiguous ranges), or no label at all."""
 
     threshold: float = Field(default=0.5, ge=0, le=1)
     positive: str = "positive"
     negative: str = "negative"
+    classes: list[str] | None = None
+    bands: list[Band] | None = None
+
+    def check(self, kind: str) -> None:
+        binary_fields = {"threshold", "positive", "negative"} & self.model_fields_set
+        if kind != "binary" and binary_fields:
+            raise ValueError(f"decision.{sorted(binary_fields)[0]} is for binary models; this job's model.kind is {kind}")
+        if kind != "multiclass" and self.classes is not None:
+            raise ValueError(f"decision.classes is for multiclass models; this job's model.kind is {kind} (set model.kind: multiclass)")
+        if kind != "regression" and self.bands is not None:
+            raise ValueError(f"decision.bands is for regression models; this job's model.kind is {kind} (set model.kind: regression)")
+        if kind == "multiclass":
+            if not self.classes or len(self.classes) < 2:
+                raise ValueError("a multiclass job names its classes in the model's order: decision: {classes: [first, second, ...]}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("decision.classes lists a class twice")
+        if kind == "regression" and self.bands is not None:
+            check_bands(self.bands)
+
+
+def check_bands(bands: list[Band]) -> None:
+    """Bands must be contiguous and in ascending order: each starts where the one before it ends."""
+    if not bands:
+        raise ValueError("decision.bands is empty: list at least one band, or leave bands out for no label")
+    labels = [b.label for b in bands]
+    if len(set(labels)) != len(labels):
+        raise ValueError("decision.bands uses a label twice")
+    for i, b in enumerate(bands):
+        where = f"decision.bands[{i}] ({b.label!r})"
+        if b.min is not None and b.max is not None and b.min >= b.max:
+            raise ValueError(f"{where}: min {b.min} is not below max {b.max}")
+        if i > 0 and b.min is None:
+            raise ValueError(f"{where}: only the first band may leave out min (set min: {bands[i - 1].max})")
+        if i < len(bands) - 1 and b.max is None:
+            raise ValueError(f"{where}: only the last band may leave out max")
+        if i > 0:
+            prev = bands[i - 1].max
+            if b.min is not None and prev is not None and b.min > prev:
+                raise ValueError(f"{where}: a gap between {prev} and {b.min}: set min: {prev}")
+            if b.min is not None and prev is not None and b.min < prev:
+                raise ValueError(f"{where}: overlaps the band before it ({b.min} < {prev}): set min: {prev}")
 
 
 CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
@@ -87,8 +146,12 @@ class Training(_Strict):
     label: str = Field(pattern=NAME_RE)
     train_days: int = Field(default=21, ge=1)
     holdout_days: int = Field(default=7, ge=1)
-    promote_margin: float = Field(default=0.0, ge=0)  # AUC the new model must gain to replace the champion
-    params: dict[str, float | int | str] = Field(default_factory=dict)
+    promote_margin: float = Field(default=0.0, ge=0)  # the primary metric's gain a new model needs to replace the champion
+    # any XGBoost objective that fits model.kind (default: binary:logistic, multi:softprob, reg:squarederror)
+    objective: str | None = Field(default=None, pattern=r"^[a-z]+:[a-z]+$")
+    # the champion gate's metric (default by kind: auc, logloss, rmse; pinball for quantile models)
+    metric: str | None = None
+    params: dict[str, float | int | str | list[float]] = Field(default_factory=dict)
     num_boost_round: int = Field(default=200, ge=1)
     schedule: str = "@weekly"  # when the train_<job> DAG retrains (cron or preset)
 
@@ -137,7 +200,9 @@ class Drift(_Strict):
 class Evaluation(_Strict):
     """Performance once the outcomes arrive: ``nightscore evaluate`` joins a published day's predictions with
     what the outcome query returns for that day, and compares AUC, log loss and calibration with the model's
-    holdout metrics (see README, "Delayed labels")."""
+    holdout metrics (see README, "Delayed labels"). Which comparisons apply depends on the model's kind:
+    binary AUC drop, log-loss rise and calibration error; multiclass log-loss rise and accuracy drop;
+    regression RMSE rise (relative to the holdout's) and, for quantile models, the interval's coverage drop."""
 
     sql: str  # the outcomes of the scored day :ds: the entity key and the label column
     label: str | None = Field(default=None, pattern=NAME_RE)  # the outcome column (default: training.label)
@@ -149,6 +214,9 @@ class Evaluation(_Strict):
     auc_drop: Level = Level(warn=0.03, alert=0.06)
     logloss_rise: Level = Level(warn=0.05, alert=0.1)  # the day's log loss minus the holdout's
     calibration_error: Level = Level(warn=0.03, alert=0.06)  # mean |score - outcome rate| over score deciles, weighted by rows
+    accuracy_drop: Level = Level(warn=0.03, alert=0.06)  # multiclass: the holdout accuracy minus the day's
+    rmse_rise: Level = Level(warn=0.1, alert=0.25)  # regression: the day's RMSE over the holdout's, minus 1 (0.1: 10% worse)
+    coverage_drop: Level = Level(warn=0.05, alert=0.1)  # quantile models: the holdout interval coverage minus the day's
 
     @field_validator("schedule")
     @classmethod
@@ -248,7 +316,15 @@ class JobSpec(_Strict):
             raise ValueError(f"entity_key {self.entity_key!r} cannot also be a feature")
         if self.training.label in names or self.training.label == self.entity_key:
             raise ValueError(f"training.label {self.training.label!r} clashes with a feature or the entity key")
+        self.decision.check(self.model.kind)
+        from pipeline.kinds import check_training
+
+        check_training(self.model.kind, self.training, self.decision)
         return self
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
 
     # ---- derived ------------------------------------------------------------------------
     @property

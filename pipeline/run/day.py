@@ -61,7 +61,7 @@ def begin(
         state.model_name, state.model_version, state.model_sha256 = mv.name, mv.version, mv.sha256
         if not dry_run:
             state.loading_table = loading_table_name(run_id)
-            create_loading_table(ctx.eng, state.loading_table, job, ds)
+            create_loading_table(ctx.eng, state.loading_table, job, ds, spec.model.kind)
         runs.update(
             ctx.eng,
             run_id,
@@ -202,7 +202,7 @@ def _reload_if_dropped(settings: Settings, ctx: StageContext, state: RunState) -
     if exists:
         return
     state.loading_table = loading_table_name(state.run_id)
-    create_loading_table(ctx.eng, state.loading_table, state.job, state.day)
+    create_loading_table(ctx.eng, state.loading_table, state.job, state.day, ctx.spec.model.kind)
     runs.update(ctx.eng, state.run_id, loading_table=state.loading_table)
     for r in runs.shards(ctx.eng, state.run_id):
         with ctx.store.local_path(ctx.store.key(r["predictions_uri"])) as path:

@@ -218,7 +218,9 @@ def _model(ctx: StageContext, model_version: int | None) -> tuple[ModelVersion, 
     """The run's model version and its booster (checksum verified)."""
     assert model_version is not None, "the model is resolved when the run begins"
     mv = registry.get_version(ctx.eng, ctx.spec.model.name, model_version)
-    return mv, registry.load_booster(ctx.store, mv)
+    booster = registry.load_booster(ctx.store, mv)
+    registry.check_fits(ctx.spec, mv, booster)
+    return mv, booster
 
 
 def _score_snapshot(ctx: StageContext, shard: ShardState, drop_keys: list[Any]) -> Scored:

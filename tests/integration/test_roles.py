@@ -110,7 +110,7 @@ def test_reader_reads_the_application_objects_only(local_settings, logins):
         # the lock that serializes writers of a day: out of the reader's reach
         "SELECT * FROM publish_locks FOR UPDATE",
         "SELECT nightscore_lock_partition('churn', '2026-03-15')",
-        "SELECT nightscore_create_loading_table('load_000000000000_000000000000', 'churn', '2026-03-15')",
+        "SELECT nightscore_create_loading_table('load_000000000000_000000000000', 'churn', '2026-03-15', 'binary')",
     ):
         assert "permission denied" in _denied(r, statement), statement
 
