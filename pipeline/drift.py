@@ -16,7 +16,9 @@ them into one row per feature and metric, with its level from the job spec's ``d
   outside the range seen in training;
 - category: PSI and the Jensen-Shannon distance (SciPy, base 2: 0 same, 1 disjoint) over the allowed values,
   the null rate's rise, and the share of values the contract does not allow;
-- the score: PSI and KS against the holdout scores' deciles.
+- the score: PSI and KS against the holdout scores' deciles (any kind: a probability or a predicted value);
+- a multiclass model's chosen class (``predicted_class``): PSI and the Jensen-Shannon distance of each
+  class's share of the day's choices against its share on the reference rows.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 
 FINE = 100  # percentile bins per numeric feature in the reference
 EPS = 1e-6  # shares are floored here for PSI's logarithm
+CLASS_FEATURE = "predicted_class"  # the drift rows of a multiclass model's chosen class
 
 
 def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -221,6 +224,31 @@ def score_metrics(score_ref: dict[str, Any], day: np.ndarray, thresholds: Any) -
     out = []
     for metric, value, limits in (("psi", psi(expected, day), thresholds.psi), ("ks", ks(expected, day), thresholds.ks)):
         out.append({"feature": "score", "metric": metric, "value": round(value, 6), "level": level(value, limits)})
+    return out
+
+
+def class_counts(labels: pa.Array | pa.ChunkedArray, classes: list[str]) -> list[int]:
+    """How many of the published labels are each of ``classes`` (a multiclass model's chosen class)."""
+    return _category_counts(labels, classes)
+
+
+def class_metrics(class_ref: dict[str, Any], counts: list[int], thresholds: Any) -> list[dict[str, Any]]:
+    """PSI and Jensen-Shannon distance of the day's chosen-class shares (``counts`` in ``class_ref["values"]``
+    order) against the reference's (``{"values": [...], "shares": [...]}``), as feature ``predicted_class``."""
+    from scipy.spatial.distance import jensenshannon
+
+    seen = float(sum(counts))
+    if not seen:
+        return []
+    expected = np.asarray(class_ref["shares"], dtype=np.float64)
+    day = np.asarray(counts, dtype=np.float64) / seen
+    out = []
+    for metric, value, limits in (
+        ("psi", psi(expected, day), thresholds.psi),
+        ("js", float(jensenshannon(expected, day, base=2)), thresholds.js),
+    ):
+        v = round(float(value), 6) if np.isfinite(value) else None
+        out.append({"feature": CLASS_FEATURE, "metric": metric, "value": v, "level": level(v, limits)})
     return out
 
 

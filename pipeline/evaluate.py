@@ -2,10 +2,12 @@
 
 ``nightscore evaluate --job J --ds D`` (or the ``evaluate_<job>`` DAG for every day whose outcomes have
 matured) reads the day's published predictions, runs the job's outcome query (``evaluation.sql``) for the
-same day, joins them on the entity key, and records in ``evaluations``: AUC, log loss, Brier score, the
-decision's precision and recall, and calibration by score decile, beside the model's holdout metrics.
-The comparisons (AUC drop, log-loss rise, calibration error) get levels from the spec's thresholds; an
-alert level emits ``nightscore://performance/<job>`` in Airflow, on which ``train_<job>`` is scheduled.
+same day, joins them on the entity key, and records in ``evaluations`` the kind's metrics beside the model's
+holdout metrics (:mod:`pipeline.evaluate_kinds`: binary AUC, log loss, Brier score, the decision's precision
+and recall and calibration by score decile; multiclass log loss, accuracy, macro F1, per-class recall and the
+confusion matrix; regression RMSE, MAE, R², and for quantile models pinball loss and coverage). The
+comparisons with the holdout get levels from the spec's thresholds; an alert level emits
+``nightscore://performance/<job>`` in Airflow, on which ``train_<job>`` is scheduled.
 The AUC comes from SciPy (Mann-Whitney U).
 """
 
@@ -22,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import db
+from pipeline import db, evaluate_kinds, kinds
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError
 from pipeline.jobs import JobSpec
@@ -96,11 +98,12 @@ class DayEvaluation:
     model_version: int
     rows_published: int
     rows_labelled: int
-    positives: int
+    positives: int  # binary: labelled rows whose outcome is positive; 0 for the other kinds
     metrics: dict[str, Any]
     holdout: dict[str, Any]
     levels: dict[str, dict[str, Any]] = field(default_factory=dict)
     level: str = "ok"
+    kind: str = "binary"
 
     @property
     def alerts(self) -> list[str]:
@@ -110,12 +113,12 @@ class DayEvaluation:
         return {**asdict(self), "alerts": self.alerts}
 
     def line(self) -> str:
-        m = self.metrics
-        auc = f"AUC {m['auc']:.4f}" if m.get("auc") is not None else "AUC n/a"
-        hold = f" (holdout {self.holdout['auc']:.4f})" if self.holdout.get("auc") is not None else ""
+        """The day in one line, by kind: its metrics beside the holdout's, rows labelled, level."""
+        from pipeline.evaluate_kinds import summary
+
         return (
-            f"{self.job} {self.ds}: {auc}{hold}, log loss {m.get('logloss')}, calibration error {m.get('calibration_error')}, "
-            f"precision {m.get('precision')}, recall {m.get('recall')}; {self.rows_labelled:,} of {self.rows_published:,} rows labelled: {self.level}"
+            f"{self.job} {self.ds}: {summary(self.kind, self.metrics, self.holdout)}; "
+            f"{self.rows_labelled:,} of {self.rows_published:,} rows labelled: {self.level}"
         )
 
 
@@ -156,16 +159,13 @@ def evaluate_day(settings: Settings, spec: JobSpec, ds: date, *, today: date | N
             where="predictions",
             fix=f"publish the day first (nightscore score --job {spec.name} --ds {ds}), or pick a published day (nightscore runs --job {spec.name})",
         )
-    outcomes = load_outcomes(settings, spec, ds)
-    day = pred.merge(outcomes, on="entity_id", how="inner")
     run_id = str(pred["run_id"].iloc[0])
     model_name, model_version = str(pred["model_name"].iloc[0]), int(pred["model_version"].iloc[0])
-    y = day["outcome"].to_numpy(dtype=np.int8)
-    decided = (day["label"] == spec.decision.positive).to_numpy()
-    metrics = classification_metrics(y, day["score"].to_numpy(dtype=np.float64), spec.decision.threshold)
-    # the decision as published (score >= threshold at scoring time), which the threshold reproduces
-    metrics["decided_positive"] = int(decided.sum())
-    holdout = _holdout(eng, model_name, model_version)
+    holdout = _holdout(eng, spec, model_name, model_version)
+    outcomes = load_outcomes(settings, spec, ds)
+    day = pred.merge(outcomes, on="entity_id", how="inner")
+    y = day["outcome"].to_numpy()
+    metrics = evaluate_kinds.day_metrics(spec, day, y, where=f"predictions of {spec.name} {ds} (run {run_id})")
     ev = DayEvaluation(
         job=spec.name,
         ds=ds.isoformat(),
@@ -174,11 +174,12 @@ def evaluate_day(settings: Settings, spec: JobSpec, ds: date, *, today: date | N
         model_version=model_version,
         rows_published=len(pred),
         rows_labelled=len(day),
-        positives=int(y.sum()),
+        positives=int(y.sum()) if spec.model.kind == "binary" else 0,
         metrics=metrics,
         holdout=holdout,
+        kind=spec.model.kind,
     )
-    _grade(spec, ev)
+    ev.levels, ev.level = evaluate_kinds.grade(spec, metrics, holdout, ev.rows_labelled)
     _record(eng, ev)
     log.info("%s", ev.line())
     if ev.level == "alert":
@@ -204,8 +205,10 @@ def _notify(spec: JobSpec, ev: DayEvaluation) -> None:
 
 
 def load_outcomes(settings: Settings, spec: JobSpec, ds: date) -> pd.DataFrame:
-    """The outcome query's rows for ``ds`` as ``entity_id`` (text, as published) and ``outcome`` (0/1);
-    rows whose outcome is still unknown (NULL) are left out."""
+    """The outcome query's rows for ``ds`` as ``entity_id`` (text, as published) and ``outcome``: 0/1 (binary),
+    the class's index in ``decision.classes`` (multiclass: a class name, or its number), the value (regression,
+    float64). Rows whose outcome is still unknown (NULL) are left out; an outcome that does not fit the kind is
+    refused, naming the values."""
     assert spec.evaluation is not None
     where = str(spec.spec_dir / spec.evaluation.sql)
     label = spec.outcome_label
@@ -218,18 +221,21 @@ def load_outcomes(settings: Settings, spec: JobSpec, ds: date) -> pd.DataFrame:
             f"the outcome query of job {spec.name!r} lacks columns {missing}", where=where, fix=f"select {spec.entity_key} and {label}"
         )
     col = table.column(label)
-    if not (pa.types.is_boolean(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+    kind = spec.model.kind
+    if kind == "binary" and not (pa.types.is_boolean(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise NightscoreError(
             f"the outcome column {label!r} is {col.type}, not a boolean or 0/1", where=where, fix=f"select {label} as a boolean or 0/1 number"
         )
-    known = pc.is_valid(col)
-    table = table.filter(known)
-    values = pc.cast(table.column(label), pa.float64()).to_numpy(zero_copy_only=False)
-    if len(values) and not np.isin(values, (0.0, 1.0)).all():
-        bad = sorted(set(values[~np.isin(values, (0.0, 1.0))].tolist()))[:5]
-        raise NightscoreError(f"the outcome column {label!r} holds values other than 0 and 1: {bad}", where=where, fix="map outcomes to 0/1")
+    table = table.filter(pc.is_valid(col))
+    try:
+        values = kinds.encode_labels(table.column(label), spec, what=f"outcome column {label!r}")
+    except kinds.LabelError as exc:
+        raise NightscoreError(f"job {spec.name!r}, day {ds}: {exc}", where=where, fix=_outcome_fix(spec, label)) from None
+    outcome: np.ndarray = values.astype(np.int8 if kind == "binary" else np.int64)
+    if kind == "regression":  # the values as they are (encode_labels checked them; float32 is XGBoost's)
+        outcome = np.asarray(pc.cast(table.column(label), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     keys = pc.cast(table.column(spec.entity_key), pa.string()).to_numpy(zero_copy_only=False)
-    frame = pd.DataFrame({"entity_id": keys, "outcome": values.astype(np.int8)})
+    frame = pd.DataFrame({"entity_id": keys, "outcome": outcome})
     dupes = frame["entity_id"].duplicated()
     if dupes.any():
         raise NightscoreError(
@@ -240,38 +246,40 @@ def load_outcomes(settings: Settings, spec: JobSpec, ds: date) -> pd.DataFrame:
     return frame
 
 
-def _holdout(eng: Any, model_name: str, version: int) -> dict[str, Any]:
+def _outcome_fix(spec: JobSpec, label: str) -> str:
+    if spec.model.kind == "multiclass":
+        return (
+            f"map the outcomes to decision.classes {list(spec.decision.classes or [])} (or their numbers, 0 = the first); "
+            "a class the model does not know needs a model trained with it (add it to decision.classes and train)"
+        )
+    if spec.model.kind == "regression":
+        return f"select {label} as a finite number; leave a row's outcome NULL while it is unknown"
+    return f"map outcomes to 0/1 (select {label} as a boolean or 0/1 number)"
+
+
+def _holdout(eng: Any, spec: JobSpec, model_name: str, version: int) -> dict[str, Any]:
+    """The model's metrics to compare the day with: its holdout's, or for a model registered from a file those
+    of its reference window (empty when the version is gone from the registry). A day scored by a model of
+    another kind than the spec's now is refused: its published columns mean something else."""
     from pipeline import registry
 
     try:
-        return dict(registry.get_version(eng, model_name, version).metrics)
+        mv = registry.get_version(eng, model_name, version)
     except NightscoreError:
         return {}
-
-
-def _grade(spec: JobSpec, ev: DayEvaluation) -> None:
-    """Levels of the comparisons with the holdout, from the spec's thresholds."""
-    from pipeline.drift import level
-
-    e = spec.evaluation
-    assert e is not None
-    m, h = ev.metrics, ev.holdout
-    compared = {
-        "auc_drop": (h["auc"] - m["auc"]) if m.get("auc") is not None and h.get("auc") is not None else None,
-        "logloss_rise": (m["logloss"] - h["logloss"]) if m.get("logloss") is not None and h.get("logloss") is not None else None,
-        "calibration_error": m.get("calibration_error"),
-    }
-    limits = {"auc_drop": e.auc_drop, "logloss_rise": e.logloss_rise, "calibration_error": e.calibration_error}
-    ev.levels = {k: {"value": None if v is None else round(v, 6), "level": level(v, limits[k])} for k, v in compared.items()}
-    if ev.rows_labelled < e.min_labelled:
-        ev.level = "insufficient"
-        return
-    found = {v["level"] for v in ev.levels.values()}
-    ev.level = "alert" if "alert" in found else "warn" if "warn" in found else "ok"
+    if mv.kind != spec.model.kind:
+        raise NightscoreError(
+            f"{spec.name}: the day was scored by {model_name} v{version}, a {mv.kind} model; the spec's model.kind is now {spec.model.kind}",
+            where=str(spec.spec_path),
+            fix="score the day again with a model of the spec's kind before evaluating it",
+        )
+    return dict(mv.metrics or {})
 
 
 def _record(eng: Any, ev: DayEvaluation) -> None:
-    m = ev.metrics
+    """Upsert the day's row: ``kind`` and ``metrics`` (all the kind's metrics) for every kind, and the binary
+    columns (AUC ... calibration) filled for a binary model (NULL for the others)."""
+    m = ev.metrics if ev.kind == "binary" else {}
     with eng.begin() as conn:
         conn.execute(
             db.query("upsert_evaluation"),
@@ -294,6 +302,8 @@ def _record(eng: Any, ev: DayEvaluation) -> None:
                 "holdout": json.dumps(ev.holdout),
                 "levels": json.dumps(ev.levels),
                 "level": ev.level,
+                "kind": ev.kind,
+                "metrics": json.dumps(ev.metrics),
             },
         )
 

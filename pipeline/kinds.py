@@ -300,7 +300,7 @@ def outputs(raw: np.ndarray, spec: Any, info: ModelInfo) -> Outputs:
     values = np.asarray(raw)
     scores = none
     if info.quantiles and values.ndim == 2:
-        scores = _json_objects([f"{q:g}" for q in info.quantiles], values)
+        scores = _json_objects([str(float(q)) for q in info.quantiles], values)
         values = values[:, median_index(info.quantiles)]
     values = values.reshape(n).astype(np.float64)
     return Outputs(values, band_labels(values, spec.decision.bands), scores)

@@ -40,12 +40,14 @@ def matured_window(spec: JobSpec, today: date | None = None) -> tuple[date, date
 
 @dataclass(frozen=True)
 class ReportWritten:
-    """The job report written: where, which days, and the report's summary."""
+    """The job report written: where, which days, the report's summary, and the latest evaluated day in one
+    phrase by the model's kind (None when no day of the range is evaluated)."""
 
     path: Path
     first: date
     last: date
     summary: dict[str, Any]
+    latest: str | None = None
 
 
 def report_path(settings: Settings, job: str, last: date, days: int) -> Path:
@@ -56,9 +58,14 @@ def report_path(settings: Settings, job: str, last: date, days: int) -> Path:
 def write_report(settings: Settings, spec: JobSpec, days: int, *, last: date | None = None, path: Path | None = None) -> ReportWritten:
     """Write the HTML report of ``spec`` over ``days`` days ending ``last`` (default: the latest complete
     day in the job's time zone) to ``path`` (default: :func:`report_path`)."""
+    from pipeline import db
+    from pipeline.evaluate import history
     from pipeline.report import job_report
+    from pipeline.report_kinds import latest_line
 
     last = last if last is not None else default_day(spec.timezone)
     path = path or report_path(settings, spec.name, last, days)
     first = last - timedelta(days=days - 1)
-    return ReportWritten(path, first, last, job_report(settings, spec, first, last, path))
+    summary = job_report(settings, spec, first, last, path)
+    latest = latest_line(history(db.ready_engine(settings), spec.name, first, last)) if summary.get("evaluations") else None
+    return ReportWritten(path, first, last, summary, latest)

@@ -7,7 +7,13 @@ whole each time) or, without one, written as a node-exporter textfile ``<NIGHTSC
 (default folder ``<home>/metrics``; point node-exporter's ``--collector.textfile.directory`` at it).
 ``nightscore metrics --job J`` prints the same in OpenMetrics form. A failed export is logged, never fatal.
 
-Every metric carries ``scoring_job`` (``job`` is the Pushgateway's own grouping label).
+Every metric carries ``scoring_job`` (``job`` is the Pushgateway's own grouping label). The latest
+evaluation's metrics are ``nightscore_evaluation_value{metric=...}`` for every kind: binary ``auc``,
+``logloss``, ``brier``, ``decision_precision``, ``decision_recall``, ``calibration_error``; multiclass
+``logloss``, ``accuracy``, ``macro_f1``; regression ``rmse``, ``mae``, ``r2`` and, for quantile models,
+``pinball``, ``coverage``, ``coverage_expected``. Per class (multiclass): ``nightscore_evaluation_class_value
+{class=..., metric="recall"|"share"|"predicted_share"}``; per comparison with the holdout:
+``nightscore_evaluation_comparison{comparison="auc_drop"|"rmse_rise"|...}``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ from pipeline.errors import redact
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("extracted", "valid", "quarantined", "scored", "published")
+BINARY_COLUMNS = ("auc", "logloss", "brier", "decision_precision", "decision_recall", "calibration_error")
+KIND_METRICS = {
+    "multiclass": ("logloss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2", "pinball", "coverage", "coverage_expected"),
+}
+CLASS_METRICS = ("recall", "share", "predicted_share")
 LEVELS = {"ok": 0, "warn": 1, "alert": 2, "insufficient": -1}
 STATUS = ("published", "succeeded", "failed", "interrupted", "abandoned", "running")
 
@@ -70,10 +82,7 @@ def job_registry(eng: Any, job: str) -> Any:
         worst = max(LEVELS.get(d["level"], 0) for d in drift)
         gauge("nightscore_drift_level", "The latest published day's worst drift level: 0 ok, 1 warn, 2 alert").labels(job).set(worst)
     if evaluation:
-        perf = gauge("nightscore_evaluation_value", "The latest evaluated day's metric on its delayed outcomes", ("metric",))
-        for m in ("auc", "logloss", "brier", "decision_precision", "decision_recall", "calibration_error"):
-            if evaluation[m] is not None:
-                perf.labels(job, m).set(evaluation[m])
+        _evaluation(gauge, job, evaluation)
         gauge("nightscore_evaluation_level", "The latest evaluation's level: 0 ok, 1 warn, 2 alert, -1 too few labels").labels(job).set(
             LEVELS.get(evaluation["level"], 0)
         )
@@ -81,6 +90,34 @@ def job_registry(eng: Any, job: str) -> Any:
             _midnight(evaluation["ds"])
         )
     return reg
+
+
+def _evaluation(gauge: Any, job: str, evaluation: Any) -> None:
+    """The latest evaluation's metrics by kind (binary from its columns, as before kinds) and its comparisons with the holdout."""
+    kind = evaluation.get("kind") or "binary"
+    metrics = evaluation.get("metrics") or {}
+    perf = gauge("nightscore_evaluation_value", "The latest evaluated day's metric on its delayed outcomes", ("metric",))
+    if kind == "binary":
+        values = {m: evaluation[m] for m in BINARY_COLUMNS}
+    else:
+        values = {m: metrics.get(m) for m in KIND_METRICS.get(kind, ())}
+    for name, value in values.items():
+        if _number(value):
+            perf.labels(job, name).set(value)
+    if kind == "multiclass":
+        per_class = gauge("nightscore_evaluation_class_value", "The latest evaluated day's per-class metric (multiclass)", ("class", "metric"))
+        for name in CLASS_METRICS:
+            for cls, value in (metrics.get(name) or {}).items():
+                if _number(value):
+                    per_class.labels(job, cls, name).set(value)
+    compared = gauge("nightscore_evaluation_comparison", "The latest evaluated day against the model's holdout, per comparison", ("comparison",))
+    for name, entry in sorted((evaluation.get("levels") or {}).items()):
+        if isinstance(entry, dict) and _number(entry.get("value")):
+            compared.labels(job, name).set(entry["value"])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _midnight(day: Any) -> float:

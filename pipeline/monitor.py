@@ -1,4 +1,8 @@
-"""Monitor: drift of the day's scores against the model's training reference (population stability index)."""
+"""Monitor: drift of the day's scores against the model's training reference (population stability index).
+
+The score is whatever the kind publishes (a probability, the chosen class's probability, a predicted value of
+any range): its reference is the deciles of the model's own scores on its holdout (or reference window), so
+nothing here assumes [0, 1]. A multiclass model's chosen classes are compared with their shares there too."""
 
 from __future__ import annotations
 
@@ -54,8 +58,11 @@ def drift_report(
     feature's and the score's metrics with their levels (``metrics``, for the drift_metrics table) and a
     summary (``level``, ``alerts``, ``warnings``)."""
     from pipeline import drift
+
     paths = predictions if isinstance(predictions, list) else [predictions]
-    parts = [pq.read_table(p, columns=["score"]).column("score").to_numpy() for p in paths]
+    columns = ["score", "label"] if spec.model.kind == "multiclass" else ["score"]
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    parts = [t.column("score").to_numpy() for t in tables]
     scores = np.concatenate(parts) if parts else np.array([], dtype=np.float64)
     report: dict[str, Any] = {"score_mean": float(scores.mean()) if len(scores) else None, "rows": int(len(scores))}
     if model_version is None:
@@ -66,9 +73,10 @@ def drift_report(
     except Exception:
         log.warning("no manifest at %s; drift not measured", key)
         return report
-    ref = (manifest.get("reference") or {}).get("score")
+    reference = manifest.get("reference") or {}
+    ref = reference.get("score")
     metrics: list[dict[str, Any]] = []
-    features = (manifest.get("reference") or {}).get("features")
+    features = reference.get("features")
     merged = drift.merge_counts(shard_counts or [])
     if features and merged:
         metrics += drift.day_metrics(features, merged, spec.drift)
@@ -79,6 +87,16 @@ def drift_report(
             "edges": ref["edges"],
             "reference": ref["shares"],
             "day": [round(float(share), 6) for share in day],
+        }
+    classes = reference.get("classes")
+    if spec.model.kind == "multiclass" and classes and tables:
+        counts = [sum(c) for c in zip(*(drift.class_counts(t.column("label"), classes["values"]) for t in tables), strict=True)]
+        metrics += drift.class_metrics(classes, counts, spec.drift)
+        seen = max(sum(counts), 1)
+        report["class_shares"] = {  # for the run report's plot: each class's share of the choices
+            "values": classes["values"],
+            "reference": [round(float(x), 6) for x in classes["shares"]],
+            "day": [round(c / seen, 6) for c in counts],
         }
     if metrics:
         report["metrics"] = metrics

@@ -3,7 +3,8 @@ job over time (``nightscore report --job J --days 30``).
 
 Self-contained: the CSS is inline and every plot is an inline SVG drawn by matplotlib (its object API, no
 pyplot state), so a report opens offline, from a mail attachment or an S3 link, with no script and no CDN.
-The pages come from Jinja2 templates in ``pipeline/templates``.
+The pages come from Jinja2 templates in ``pipeline/templates``; what depends on the model's kind (the score's
+meaning, class shares, the performance section) is in :mod:`pipeline.report_kinds`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.jobs import JobSpec
 LEVEL_COLOURS = {"ok": "#2e7d32", "warn": "#f2a900", "alert": "#c62828", "insufficient": "#9e9e9e"}
 STAGES = ("extract", "validate", "score", "load", "publish", "monitor")
 STAGE_COLOURS = ("#1565c0", "#6a1b9a", "#00838f", "#ef6c00", "#2e7d32", "#757575")
+OUTPUTS = ("score", "predicted_class")  # drift rows of the model's output, after the features'
 
 
 # ---- plots ----------------------------------------------------------------------------------------
@@ -70,10 +72,13 @@ def stage_plot(seconds: dict[str, float]) -> str:
     return _svg(fig, "seconds per stage")
 
 
-def score_plot(hist: dict[str, Any]) -> str:
-    """The day's share of scores in each of the reference's decile bins, beside the reference's."""
+def score_plot(hist: dict[str, Any], kind: str = "binary") -> str:
+    """The day's share of scores in each of the reference's decile bins, beside the reference's (the score is
+    what the kind publishes: a probability, or a predicted value of any range)."""
+    from pipeline.report_kinds import SCORE_TEXT, tick
+
     edges, ref, day = hist["edges"], hist["reference"], hist["day"]
-    labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(len(ref))]
+    labels = [f"{tick(edges[i])}–{tick(edges[i + 1])}" for i in range(len(ref))]
     fig = _figure(6.5, 2.6)
     ax = fig.subplots()
     x = list(range(len(ref)))
@@ -81,7 +86,7 @@ def score_plot(hist: dict[str, Any]) -> str:
     ax.bar([i + 0.2 for i in x], day, width=0.4, color="#1565c0", label="this day")
     ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("share of rows", fontsize=8)
-    ax.set_xlabel("score bin (the reference's deciles)", fontsize=8)
+    ax.set_xlabel(f"{SCORE_TEXT.get(kind, SCORE_TEXT['binary'])[1]}: the reference's deciles", fontsize=8)
     ax.legend(fontsize=8, frameon=False, ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     _style(ax)
     return _svg(fig, "score distribution against the reference")
@@ -138,10 +143,14 @@ def worst_per_feature(metrics: list[dict[str, Any]], thresholds: Any) -> list[di
 
 def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: str) -> str:
     """The HTML report of one run (its ledger row's facts, drift and quarantine read from the database)."""
+    from pipeline.report_kinds import SCORE_TEXT, class_share_plot, model_facts
+
     with eng.connect() as conn:
         metrics = [dict(r._mapping) for r in conn.execute(db.query("list_run_drift_metrics"), {"r": state.run_id})]
         reasons = [dict(r._mapping) for r in conn.execute(db.query("top_quarantine_reasons"), {"r": state.run_id, "limit": 10})]
-    drift = state.drift or {}
+    # every key the template reads, present (a run without a feature reference has no drift level)
+    drift = {"level": None, "alerts": [], "score_psi": None, "score_mean": None, **(state.drift or {})}
+    kind = spec.model.kind
     worst = worst_per_feature(metrics, spec.drift)
     by_feature: dict[str, dict[str, Any]] = defaultdict(dict)
     for m in metrics:
@@ -160,12 +169,17 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
         "seconds": state.seconds,
         "total_seconds": sum(v for k, v in state.seconds.items() if k in STAGES),
         "stage_svg": stage_plot(state.seconds) if state.seconds else "",
-        "score_svg": score_plot(drift["score_hist"]) if drift.get("score_hist") else "",
+        "kind": kind,
+        "score_text": SCORE_TEXT[kind],
+        "model": model_facts(eng, state.model_name, state.model_version, kind),
+        "score_svg": score_plot(drift["score_hist"], kind) if drift.get("score_hist") else "",
+        "class_shares": drift.get("class_shares"),
+        "class_svg": class_share_plot(drift["class_shares"]) if drift.get("class_shares") else "",
         "drift": drift,
         "worst": worst,
         "drift_svg": feature_drift_plot(worst) if worst else "",
         "metric_names": ["psi", "ks", "js", "null_rate", "out_of_range"],
-        "by_feature": dict(sorted(by_feature.items(), key=lambda kv: (kv[0] == "score", kv[0]))),
+        "by_feature": dict(sorted(by_feature.items(), key=lambda kv: (kv[0] in OUTPUTS, kv[0]))),
         "reasons": reasons,
         "reasons_svg": reasons_plot(reasons) if reasons else "",
         "links": links,
@@ -180,6 +194,7 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
 def job_report(settings: Settings, spec: JobSpec, first: date, last: date, path: Path) -> dict[str, Any]:
     """Write the HTML report of ``spec``'s days ``first``..``last`` to ``path``; return a small summary."""
     from pipeline.evaluate import history
+    from pipeline.report_kinds import performance
 
     eng = db.ready_engine(settings)
     with eng.connect() as conn:
@@ -201,7 +216,7 @@ def job_report(settings: Settings, spec: JobSpec, first: date, last: date, path:
         "rows_svg": rows_plot(published) if published else "",
         "durations_svg": durations_plot(published) if published else "",
         "drift_svg": drift_heatmap(drift_rows, spec) if drift_rows else "",
-        "eval_svg": evaluation_plot(evaluations) if evaluations else "",
+        "perf": performance(evaluations, spec.model.kind),
         "written_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,10 +229,14 @@ def _dates(rows: list[dict[str, Any]]) -> list[Any]:
 
 
 def _date_axis(ax: Any) -> None:
+    """Day ticks (at most about ten; never hours, which a range of a few days would get, each labelled alike)."""
+    import math
+
     import matplotlib.dates as mdates
 
+    lo, hi = ax.get_xlim()
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(maxticks=10))
+    ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, math.ceil((hi - lo) / 10))))
 
 
 def rows_plot(published: list[dict[str, Any]]) -> str:
@@ -265,7 +284,7 @@ def drift_heatmap(rows: list[dict[str, Any]], spec: JobSpec) -> str:
         key = (r["feature"], r["ds"])
         if key not in cells or ratio > cells[key]["ratio"]:
             cells[key] = {"ratio": ratio, "level": r["level"]}
-    features = [*spec.feature_names, "score"]
+    features = [*spec.feature_names, *OUTPUTS]
     features = [f for f in features if any(k[0] == f for k in cells)]
     days = sorted({k[1] for k in cells})
     fig = _figure(min(2.4 + 0.32 * len(days), 11.0), 0.3 * len(features) + 1.0)
@@ -286,28 +305,6 @@ def drift_heatmap(rows: list[dict[str, Any]], spec: JobSpec) -> str:
         ax.spines[side].set_visible(False)
     ax.tick_params(length=0)
     return _svg(fig, "drift per feature over time")
-
-
-def evaluation_plot(evaluations: list[dict[str, Any]]) -> str:
-    fig = _figure(7.0, 2.6)
-    ax = fig.subplots()
-    ds = [e["ds"] for e in evaluations]
-    ax.plot(ds, [e["auc"] for e in evaluations], color="#1565c0", marker="o", markersize=3, label="AUC on the outcomes")
-    holdout = [(e["holdout"] or {}).get("auc") for e in evaluations]
-    ax.plot(ds, holdout, color="#9e9e9e", linestyle="--", label="model's holdout AUC")
-    for e in evaluations:
-        if e["level"] in ("warn", "alert") and e["auc"] is not None:
-            ax.plot([e["ds"]], [e["auc"]], marker="o", markersize=7, color=LEVEL_COLOURS[e["level"]])
-    ax.set_ylabel("AUC", fontsize=8)
-    ax2 = ax.twinx()
-    ax2.plot(ds, [e["calibration_error"] for e in evaluations], color="#ef6c00", linewidth=1, label="calibration error")
-    ax2.set_ylabel("calibration error", fontsize=8)
-    ax2.tick_params(labelsize=8)
-    lines = ax.get_lines()[:2] + ax2.get_lines()
-    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=7, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _date_axis(ax)
-    _style(ax)
-    return _svg(fig, "delayed-label performance per day")
 
 
 # ---- templates -------------------------------------------------------------------------------------

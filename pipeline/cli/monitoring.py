@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.common import friendly, out, print_json, ready, settings
@@ -20,8 +21,9 @@ def evaluate(
     early: bool = typer.Option(False, "--early", help="evaluate --ds before its outcomes have matured (evaluation.mature_days)"),
     as_json: bool = typer.Option(False, "--json", help="print the evaluations as JSON"),
 ) -> None:
-    """Compare published predictions with the outcomes that arrived since: AUC, log loss, calibration,
-    precision and recall, beside the model's holdout metrics (recorded in the evaluations table)."""
+    """Compare published predictions with the outcomes that arrived since, beside the model's holdout metrics
+    (recorded in the evaluations table): binary AUC, log loss, calibration, precision and recall; multiclass
+    log loss, accuracy, macro F1 and the confusion matrix; regression RMSE, MAE, R², pinball loss and coverage."""
     from pipeline import lookback
     from pipeline.jobs import load_job
     from pipeline.schedule import job_today
@@ -44,6 +46,26 @@ def evaluate(
         )
     for e in found:
         out.print(Text(e.line(), style=_LEVEL_STYLES.get(e.level, "")))
+        if e.kind == "multiclass" and e.metrics.get("confusion"):
+            out.print(_confusion(e.metrics))
+        elif e.kind == "regression" and (e.metrics.get("residuals") or {}).get("mean") is not None:
+            r = e.metrics["residuals"]
+            out.print(f"  residuals (actual - predicted): mean {r['mean']:.4f}, standard deviation {r['sd']:.4f}")
+
+
+def _confusion(metrics: dict) -> Table:
+    """The day's confusion matrix: a row per actual class, a column per chosen class, and each class's recall."""
+    classes = metrics["classes"]
+    table = Table(title="actual (rows) by chosen class (columns)", title_justify="left", box=None, pad_edge=False)
+    table.add_column("")
+    for c in classes:
+        table.add_column(c, justify="right")
+    table.add_column("recall", justify="right")
+    recall = metrics.get("recall") or {}
+    for name, row in zip(classes, metrics["confusion"], strict=True):
+        r = recall.get(name)
+        table.add_row(name, *(f"{n:,}" for n in row), "n/a" if r is None else f"{r:.3f}")
+    return table
 
 
 @friendly
@@ -54,7 +76,8 @@ def report(
     output: str | None = typer.Option(None, "--out", help="the HTML file to write; default: <home>/reports/<job>-<end>-<days>d.html"),
 ) -> None:
     """Write one self-contained HTML report of a job over time: rows, quarantine rate, drift per feature,
-    delayed-label metrics and run durations (open it in a browser, offline)."""
+    delayed-label metrics by the model's kind (a multiclass confusion matrix; regression predicted against
+    actual and residuals) and run durations (open it in a browser, offline)."""
     from pathlib import Path
 
     from pipeline.jobs import load_job
@@ -67,6 +90,8 @@ def report(
     with out.status(f"writing the report of {job}…"):
         done = write_report(s, spec, days, last=last, path=Path(output) if output else None)
     out.print(f"{job}: {done.summary['days_published']} published day(s) of {days} in {done.path.resolve()}")
+    if done.latest:
+        out.print(f"{job}: {done.summary['evaluations']} evaluated day(s); {done.latest}")
 
 
 @friendly
