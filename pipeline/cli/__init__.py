@@ -2,7 +2,7 @@
 
 One module per group of commands: :mod:`~pipeline.cli.setup` (init, demo-data, quickstart, stop),
 :mod:`~pipeline.cli.scoring` (score, backfill), :mod:`~pipeline.cli.ledger` (runs),
-:mod:`~pipeline.cli.models` (train, model list/promote/rollback), :mod:`~pipeline.cli.monitoring` (evaluate,
+:mod:`~pipeline.cli.models` (train, model register/list/promote/rollback), :mod:`~pipeline.cli.monitoring` (evaluate,
 report, metrics) and :mod:`~pipeline.cli.jobs` (jobs); :mod:`~pipeline.cli.common` holds what they share.
 A command parses its arguments and renders; the work is a function of the library.
 """
@@ -36,6 +36,7 @@ app.command()(monitoring.metrics)
 app.command()(jobs.jobs)
 app.command()(setup.quickstart)
 app.command()(setup.stop)
+model_app.command("register")(models.model_register)
 model_app.command("list")(models.model_list)
 model_app.command("promote")(models.model_promote)
 model_app.command("rollback")(models.model_rollback)

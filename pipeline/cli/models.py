@@ -1,14 +1,21 @@
-"""Models: ``train`` and the registry's ``model list``, ``model promote`` and ``model rollback``."""
+"""Models: ``train`` and the registry's ``model register``, ``model list``, ``model promote`` and ``model rollback``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from pipeline.cli.common import BOX, friendly, out, print_json, ready, settings
+from pipeline.cli.common import BOX, cut, err, friendly, out, print_json, ready, settings
 from pipeline.errors import NightscoreError
 from pipeline.jobs import parse_ds
+
+if TYPE_CHECKING:
+    from pipeline.jobs import JobSpec
+    from pipeline.registry import ModelVersion
 
 PROMOTE = ("if_none", "if_better", "always", "never")
 
@@ -21,6 +28,7 @@ def train(
 ) -> None:
     """Train, evaluate on the held-out days and register a new model version."""
     from pipeline.jobs import load_job
+    from pipeline.kinds import headline
     from pipeline.train import train_model
 
     if promote not in PROMOTE:
@@ -31,9 +39,75 @@ def train(
     last = parse_ds(end, "--end") if end is not None else None  # None: train_model's default_day(spec.timezone)
     with out.status(f"training {spec.model.name} for job {job}…"):
         res = train_model(s, spec, end=last, promote=promote)  # type: ignore[arg-type]
-    scores = f"AUC {res.metrics['auc']:.4f}, log loss {res.metrics['logloss']:.4f} on {res.metrics['holdout_rows']:,} held-out rows"
+    scores = f"{headline(spec.model.kind, res.metrics)} on {res.metrics['holdout_rows']:,} held-out rows"
     out.print(f"registered {res.model_name} v{res.version}: {scores}" if res.registered else f"{res.model_name}: {scores}")
     out.print(Text(res.reason))
+
+
+@friendly
+def model_register(
+    file: Path = typer.Argument(
+        ..., help="the model: .ubj or .json (a Booster's or the scikit-learn wrapper's), or an MLflow model folder"
+    ),
+    job: str = typer.Option(..., help="job name: the model must fit its feature contract and model.kind"),
+    promote: bool = typer.Option(False, "--promote", help="point the job's alias (champion) at the new version"),
+    note: str | None = typer.Option(None, help="a note kept with the version (where the model comes from, why)"),
+    end: str | None = typer.Option(None, help="last day of the reference window (YYYY-MM-DD); default: the latest complete day"),
+    days: int | None = typer.Option(None, min=1, help="days in the reference window; default: the job's training.train_days"),
+) -> None:
+    """Register a model trained elsewhere, after checking it against the job's feature contract."""
+    from pipeline.handover import register_file
+    from pipeline.jobs import load_job
+    from pipeline.kinds import headline
+
+    s = settings()
+    spec = load_job(s.jobs_dir, job)
+    ready(s)
+    last = parse_ds(end, "--end") if end is not None else None
+    with out.status(f"checking {file.name} against job {job}…"):
+        res = register_file(s, spec, file, promote=promote, note=note, end=last, days=days)
+    if res.coding:
+        out.print("categories:")
+        for line in res.coding:
+            out.print(Text(f"  {line}"))
+    if not res.registered:
+        out.print(f"{file.name} is byte-identical to the registered {res.model_name} v{res.version}: nothing registered")
+        _promote_hint(spec, res.version, res.previous)
+        return
+    start, stop = res.window
+    out.print(f"reference window {start}..{stop}: {res.rows:,} rows, {res.labelled:,} labelled; {headline(spec.model.kind, res.metrics)}")
+    for line in res.warnings:
+        err.print(Text(f"warning: {line}", style="yellow"))
+    out.print(f"registered {res.model_name} v{res.version} from {file.name} ({res.format})")
+    if res.promoted:
+        alias = f"{res.model_name}@{spec.model.alias}"
+        out.print(f"{alias}: v{res.previous} → v{res.version}" if res.previous else f"{alias}: v{res.version}")
+    else:
+        _promote_hint(spec, res.version, res.previous)
+
+
+def _promote_hint(spec: JobSpec, version: int, current: int | None) -> None:
+    """How to score with ``version``, unless the job's alias points at it already."""
+    model = spec.model
+    if current == version:
+        out.print(f"{model.name}@{model.alias} is v{version}")
+        return
+    flag = "" if model.alias == "champion" else f" --alias {model.alias}"
+    out.print(Text(f"to score with it: nightscore model promote {model.name} {version}{flag}"))
+
+
+def origin_text(mv: ModelVersion) -> str:
+    """Where a version came from, over its days: ``trained`` and its training window, or the file a registered
+    version came from and its reference window (``ref``)."""
+    w, origin = mv.training_window or {}, mv.origin or {}
+    if mv.registered:
+        start, end, how = w.get("reference_start"), w.get("reference_end"), f"file {origin.get('file')}"
+        if origin.get("format") == "mlflow":
+            how = f"MLflow {origin.get('file')}"
+    else:
+        start, end, how = w.get("train_start"), w.get("holdout_end"), "trained"
+    days = f"{str(start)[2:]}..{str(end)[2:]}" if start and end else "no window"
+    return f"{cut(how, 22)}\n{'ref ' if mv.registered else ''}{days}"
 
 
 @friendly
@@ -41,31 +115,31 @@ def model_list(
     name: str | None = typer.Argument(None, help="model name; default: all"),
     as_json: bool = typer.Option(False, "--json", help="print the versions as JSON (for scripts)"),
 ) -> None:
-    """List registered versions with their metrics and aliases."""
+    """List registered versions with their kind, metrics, window, origin and aliases."""
     from dataclasses import asdict
 
     from pipeline.catalog import model_versions
+    from pipeline.kinds import headline
 
     versions = model_versions(ready(settings()), name)
     if as_json:
-        print_json([{**asdict(mv), "aliases": aliases} for mv, aliases in versions])
+        print_json([{**asdict(mv), "registered": mv.registered, "aliases": aliases} for mv, aliases in versions])
         return
     table = Table(
-        *(Column(h, no_wrap=True) for h in ("model", "v", "aliases", "AUC", "log loss", "trained on", "sha256")),
+        *(Column(h, no_wrap=True) for h in ("model", "v", "aliases", "kind", "metrics", "from")),
         box=BOX,
         pad_edge=False,
         collapse_padding=True,
     )
     for mv, aliases in versions:
-        w = mv.training_window
         table.add_row(
             mv.name,
             str(mv.version),
             ", ".join(aliases),
-            f"{mv.metrics.get('auc', float('nan')):.4f}",
-            f"{mv.metrics.get('logloss', float('nan')):.4f}",
-            f"{str(w.get('train_start'))[2:]}..{str(w.get('holdout_end'))[2:]}",
-            mv.sha256[:8],
+            mv.kind,
+            headline(mv.kind, mv.metrics or {}).replace(", ", "\n").replace(" (no labelled", "\n(no labelled"),
+            origin_text(mv),
+            end_section=True,
         )
     out.print(table, soft_wrap=False)
 
