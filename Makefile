@@ -27,7 +27,7 @@ install: $(UV)  ## create .venv from the lock file (the first Python 3.11-3.13 f
 	@if [ -z "$(PYTHON)" ]; then echo "no Python 3.11, 3.12 or 3.13 found: install one, or run make PYTHON=/path/to/python3.x"; exit 1; fi
 	$(UV) sync --frozen --python "$(PYTHON)"
 
-run: install  ## set up the embedded defaults and score the latest complete day of the demo job
+run: install  ## set up the embedded defaults and score the latest complete day of the three demo jobs (churn, basket_value, plan_choice)
 	$(UV) run --frozen nightscore quickstart
 
 test: install  ## the whole test suite on a real PostgreSQL (started by the tests if none is given), with Debian's Chromium for the browser tests
@@ -37,7 +37,7 @@ test: install  ## the whole test suite on a real PostgreSQL (started by the test
 test-unit: install  ## the pure tests only (marker unit: no server, no browser), in under a minute
 	$(UV) run --frozen pytest -m unit $(PYTEST_ARGS)
 
-airflow: install  ## Airflow 3 on the embedded defaults: demo data, model, then airflow standalone (URL and login printed)
+airflow: install  ## Airflow 3 on the embedded defaults: demo data, the demo jobs' models, then airflow standalone (URL and login printed)
 	$(UV) run --frozen nightscore quickstart
 	$(UV) run --frozen python tools/airflow_local.py
 

@@ -8,7 +8,13 @@ For each size it runs, each in a child process of its own (so that peak memory i
   score, publish, monitor, with the run record and manifest);
 - each nightscore stage alone (the steps of one run, one child each);
 - the bare limits of this machine: ADBC read of the partition into Arrow, ``inplace_predict`` on the
-  in-memory matrix, and ADBC ``adbc_ingest`` of the predictions into a new table.
+  in-memory matrix, and ADBC ``adbc_ingest`` of the predictions into a new table;
+- the other model kinds, up to 1,000,000 rows: ``kind:multiclass`` (5 classes) and ``kind:regression`` (three
+  quantiles and bands) score the day's feature snapshot as the score stage does (``pipeline.score.score``:
+  batches of the snapshot, the model's output, the published ``score``, ``label`` and ``scores`` JSON, drift
+  counting, the predictions Parquet), each beside ``bare:predict:<kind>``, the same model's ``inplace_predict``
+  on the same rows' matrix in memory; the two alternate, three times each, and the table after the size's
+  gives their ratio (with the binary model's stage score over its bare predict for comparison).
 
 nightscore end to end, the baseline, extract, publish and their two bare limits (what the targets compare)
 run three times at up to 1,000,000 rows and are reported by their medians; extract alternates with the bare
@@ -22,7 +28,10 @@ the modules it imported). Imports happen before the clock starts, for every row.
 
 Usage: ``python bench/run_bench.py [--rows N ...] [--check]``. The data (20 numeric and 3 categorical
 features) and the model (200 trees, depth 6) are made once in a ``nightscore_bench`` database on the
-configured server (``NIGHTSCORE_DATABASE_URL``, or the embedded one) and reused.
+configured server (``NIGHTSCORE_DATABASE_URL``, or the embedded one) and reused. The multiclass and regression
+models (depth 6, about the binary model's 200 trees: 40 rounds of 5 classes, 66 rounds of 3 quantiles) are
+trained in code on synthetic rows of the same features (targets drawn from them, no download) and kept in
+``--home``/models.
 """
 
 from __future__ import annotations
@@ -50,6 +59,17 @@ TRAIN_DAY, HOLDOUT_DAY = date(2025, 12, 1), date(2025, 12, 2)
 TRAIN_ROWS, HOLDOUT_ROWS = 100_000, 50_000
 CHUNK = 500_000
 DEFAULT_SIZES = [100_000, 1_000_000, 5_000_000]
+# the other model kinds' lines: their bench jobs (same source query and features as JOB), models trained in code
+KIND_JOBS = {"multiclass": "bench_multiclass", "regression": "bench_regression"}
+KIND_CLASSES = ["a", "b", "c", "d", "e"]
+KIND_QUANTILES = [0.1, 0.5, 0.9]
+KIND_TRAIN_ROWS = 50_000
+# about the binary model's 200 trees each, depth 6 (one tree per class or quantile a round), so that the
+# lines compare the kinds' handling more than their model sizes
+KIND_ROUNDS = {"multiclass": 40, "regression": 66}
+KIND_DEPTH = 6
+KIND_RECIPE = "r2"  # bump when the kind models' recipe changes: a model of another recipe is trained again
+KIND_UP_TO = 1_000_000  # the kind lines run at sizes up to this (keeps the default benchmark under its 10 minutes)
 
 
 def partition_day(rows: int) -> date:
@@ -98,6 +118,27 @@ def write_job(jobs: Path) -> None:
         "validation": {"policy": "fail", "min_rows": 1},
     }
     (jobs / f"{JOB}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    # the other kinds: the same source and features; their models are trained in code (ensure_kind_models), so
+    # their training block is there for the spec's sake only (nightscore train never runs on them)
+    for kind, name in KIND_JOBS.items():
+        kind_spec: dict[str, Any] = {
+            **spec,
+            "name": name,
+            "description": f"benchmark job: the {kind} line (model trained in code by bench/run_bench.py)",
+            "model": {"name": f"{name}_xgb", "kind": kind},
+        }
+        if kind == "multiclass":
+            kind_spec["decision"] = {"classes": KIND_CLASSES}
+            kind_spec["training"] = {**spec["training"], "objective": "multi:softprob"}
+        else:
+            bands = [{"label": "low", "max": 15.0}, {"label": "medium", "min": 15.0, "max": 40.0}, {"label": "high", "min": 40.0}]
+            kind_spec["decision"] = {"bands": bands}
+            kind_spec["training"] = {
+                **spec["training"],
+                "objective": "reg:quantileerror",
+                "params": {**spec["training"]["params"], "quantile_alpha": KIND_QUANTILES},
+            }
+        (jobs / f"{name}.yml").write_text(yaml.safe_dump(kind_spec, sort_keys=False))
     cols = ", ".join(["entity_id", *NUMERIC, *CATEGORIES])
     (jobs / "bench.sql").write_text(f"SELECT {cols} FROM bench.source WHERE ds = :ds\n")
     (jobs / "bench_train.sql").write_text(f"SELECT ds, {cols}, label FROM bench.source WHERE ds >= :start AND ds < :end\n")
@@ -171,6 +212,68 @@ def ensure_model(settings: Any) -> int:
         print("  the benchmark model predates feature drift references: training it again", flush=True)
     print("  training the benchmark model (200 trees, depth 6)…", flush=True)
     return train_model(settings, spec, end=HOLDOUT_DAY, promote="always").version
+
+
+def kind_targets(table: Any, rng: Any) -> tuple[Any, Any]:
+    """A class in 0..4 (a multinomial logit of a few features: Gumbel noise, the best utility wins) and a
+    positive, right-skewed value (lognormal around a mean the features set) for each row of ``table``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    x = np.stack([table.column(f"f{i:02d}").to_numpy() for i in range(6)], axis=1)
+    c0 = pc.index_in(table.column("c0"), value_set=pa.array(CATEGORIES["c0"])).to_numpy(zero_copy_only=False)
+    c1 = pc.index_in(table.column("c1"), value_set=pa.array(CATEGORIES["c1"])).to_numpy(zero_copy_only=False)
+    utility = np.stack(
+        [np.zeros(n), 0.9 * x[:, 0] - 0.3 * c0, -0.7 * x[:, 1] + 0.4 * x[:, 2], 0.5 * x[:, 2] * x[:, 3], 0.6 * x[:, 4] + 0.1 * c1], axis=1
+    )
+    classes = (utility + rng.gumbel(size=(n, len(KIND_CLASSES)))).argmax(axis=1)
+    log_mean = 3.0 + 0.35 * x[:, 0] - 0.25 * x[:, 1] + 0.1 * x[:, 2] * x[:, 3] + 0.05 * c1 - 0.1 * (c0 == 2)
+    value = np.exp(log_mean + rng.normal(0.0, 0.4, n))
+    return classes.astype(np.float32), value.astype(np.float32)
+
+
+def kind_model_path(home: Path, kind: str) -> Path:
+    return home / "models" / f"{KIND_JOBS[kind]}-{KIND_RECIPE}.ubj"
+
+
+def ensure_kind_models(settings: Any) -> None:
+    """The multiclass and regression models (and each one's drift reference of the features), trained in code
+    on synthetic rows of the benchmark's features, unless the recipe's files are there."""
+    import numpy as np
+    import xgboost as xgb
+
+    from pipeline.drift import feature_reference
+    from pipeline.features import feature_types, to_matrix
+    from pipeline.jobs import load_job
+
+    home = settings.home
+    if all(kind_model_path(home, k).exists() for k in KIND_JOBS):
+        return
+    rng = np.random.default_rng(20251201)
+    table = make_chunk(rng, TRAIN_DAY, 1, KIND_TRAIN_ROWS)
+    classes, value = kind_targets(table, rng)
+    for kind, name in KIND_JOBS.items():
+        path = kind_model_path(home, kind)
+        if path.exists():
+            continue
+        spec = load_job(settings.jobs_dir, name)
+        rounds = KIND_ROUNDS[kind]
+        print(f"  training the benchmark {kind} model ({rounds} rounds, depth {KIND_DEPTH}, {KIND_TRAIN_ROWS:,} rows)…", flush=True)
+        params: dict[str, Any] = {"tree_method": "hist", "max_depth": KIND_DEPTH, "eta": 0.1, "nthread": settings.threads, "seed": 7}
+        if kind == "multiclass":
+            params |= {"objective": "multi:softprob", "num_class": len(KIND_CLASSES)}
+            label = classes
+        else:
+            params |= {"objective": "reg:quantileerror", "quantile_alpha": KIND_QUANTILES}
+            label = value
+        names, types = spec.feature_names, feature_types(spec)
+        dtrain = xgb.DMatrix(to_matrix(table, spec), label=label, feature_names=names, feature_types=types, enable_categorical=True)
+        booster = xgb.train(params, dtrain, num_boost_round=rounds)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".reference.json").write_text(json.dumps(feature_reference(spec, table)))
+        booster.save_model(str(path))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -349,6 +452,53 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
         out["seconds"] = time.perf_counter() - t0
         out["written"] = counter.rows
 
+    elif what.startswith("kind:"):
+        # another kind's model through the score stage's work on the day's feature snapshot: batches, the
+        # model's output, score/label/scores, drift counting, the predictions Parquet (pipeline.score.score)
+        import tempfile as _tempfile
+
+        from pipeline.registry import ModelVersion
+        from pipeline.score import score
+
+        kind = what.split(":", 1)[1]
+        kspec = load_job(settings.jobs_dir, KIND_JOBS[kind])
+        path = kind_model_path(home, kind)
+        booster = xgb.Booster(model_file=str(path))
+        reference = json.loads(path.with_suffix(".reference.json").read_text())
+        names = [{"name": n} for n in kspec.feature_names]
+        kmv = ModelVersion(kspec.model.name, 1, path.as_uri(), "", names, {}, {}, xgb.__version__, kind=kind)
+        shard = run.ShardState.from_dict(json.loads(state_file.read_text())["shard"])
+        store = open_store(settings)
+        with store.local_path(store.key(shard.features_uri)) as features, _tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            scored = score(
+                kspec, day, features, booster, kmv, "bench", Path(tmp) / "predictions.parquet",
+                threads=settings.threads, batch_rows=settings.batch_rows, reference=reference,
+            )  # fmt: skip
+            out["seconds"] = time.perf_counter() - t0
+        out["written"] = scored.rows
+
+    elif what.startswith("bare:predict:"):
+        # the same model's inplace_predict on the same rows (the feature snapshot), as a matrix in memory
+        import pyarrow.parquet as pq
+
+        from pipeline.features import to_matrix
+
+        kind = what.rsplit(":", 1)[1]
+        kspec = load_job(settings.jobs_dir, KIND_JOBS[kind])
+        shard = run.ShardState.from_dict(json.loads(state_file.read_text())["shard"])
+        store = open_store(settings)
+        with store.local_path(store.key(shard.features_uri)) as features:
+            table = pq.read_table(features, columns=kspec.columns)
+        x = to_matrix(table, kspec)
+        del table
+        booster = xgb.Booster(model_file=str(kind_model_path(home, kind)))
+        booster.set_param({"nthread": settings.threads})
+        t0 = time.perf_counter()
+        p = booster.inplace_predict(x)
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = len(p)
+
     elif what == "bare:ingest":
         import pyarrow.parquet as pq
 
@@ -389,6 +539,10 @@ MEASUREMENTS = [
     ("bare:read", "  bare ADBC read into Arrow"),
     ("bare:predict", "  bare inplace_predict in memory"),
     ("bare:ingest", "  bare ADBC adbc_ingest"),
+    ("kind:multiclass", "  score multiclass, 5 classes (pipeline.score)"),
+    ("bare:predict:multiclass", "  bare inplace_predict, multiclass"),
+    ("kind:regression", "  score regression, 3 quantiles (pipeline.score)"),
+    ("bare:predict:regression", "  bare inplace_predict, regression"),
 ]
 
 
@@ -398,6 +552,7 @@ MEASUREMENTS = [
 # (extract, read, extract, read, ...) so that a slow spell of the machine falls on both. The baseline
 # runs once: its own minute averages the spread out. The other rows are shown, not compared; they run once.
 REPEATED = {"baseline", "nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest"}
+REPEATED |= {f"{side}{kind}" for kind in KIND_JOBS for side in ("kind:", "bare:predict:")}
 REPEATS = 3
 REPEAT_UP_TO = 1_000_000
 
@@ -407,16 +562,22 @@ SCALE_SIZES = (1_000_000, 5_000_000)
 SCALE_WORKERS = [w for w in (2, 4, 8, 16) if w <= (os.cpu_count() or 1)]
 
 
-def order(rows: int, baseline: bool = True) -> list[str]:
-    """The measurements of one size, in the order they run (a stage reads the state its previous stage left)."""
+def order(rows: int, baseline: bool = True, only_kinds: bool = False) -> list[str]:
+    """The measurements of one size, in the order they run (a stage reads the state its previous stage left).
+    ``only_kinds``: the model kinds' lines and what they need (a run's stages, once each, for the snapshot)."""
     k = REPEATS if rows <= REPEAT_UP_TO else 1
     scale = [f"scale:{w}" for w in SCALE_WORKERS] * k if rows in SCALE_SIZES else []
+    # each kind's score beside its bare predict, alternating (they read the snapshot stage extract left)
+    kinds = [m for kind in KIND_JOBS for m in [f"kind:{kind}", f"bare:predict:{kind}"] * k] if rows <= KIND_UP_TO or only_kinds else []
+    if only_kinds:
+        return ["stage:extract", "stage:validate", "stage:score", *kinds, "stage:publish", "bare:predict"]
     return (
         ["baseline"] * (k if baseline else 0)
         + ["nightscore"] * k
         + scale
         + ["stage:extract", "bare:read"] * k
         + ["stage:validate", "stage:score", "part:drift"]
+        + kinds
         + ["stage:publish", "bare:ingest"] * k
         + ["bare:predict"]
     )
@@ -541,6 +702,12 @@ def main() -> int:
         action="store_true",
         help="also run the baseline above 1,000,000 rows (about 3.5 minutes at 5,000,000 here; off by default)",
     )
+    ap.add_argument(
+        "--only-kinds",
+        action="store_true",
+        help="only the model kinds' lines (multiclass and regression beside their bare predict, the binary stage score "
+        "beside its own), at any size given",
+    )
     args = ap.parse_args()
     home = args.home.resolve()
 
@@ -557,6 +724,7 @@ def main() -> int:
     db.ready_engine(settings)
     ensure_source(settings, sizes)
     version = ensure_model(settings)
+    ensure_kind_models(settings)
     print(f"  model bench_xgb v{version}; database {db.safe_url(settings.database_url)}", flush=True)
 
     results: dict[int, dict[str, dict[str, Any]]] = {}
@@ -564,13 +732,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             state_file = Path(tmp) / "state.json"
             runs: dict[str, list[dict[str, Any]]] = {}
-            for what in order(n, baseline=n <= 1_000_000 or args.baseline_above_1m):
+            for what in order(n, baseline=n <= 1_000_000 or args.baseline_above_1m, only_kinds=args.only_kinds):
                 settle(settings)
                 runs.setdefault(what, []).append(r := run_child(what, n, home, state_file))
                 if r.get("written") != n:
                     raise SystemExit(f"{what} at {n:,} rows handled {r.get('written')} rows")
             results[n] = {what: median_run(found) for what, found in runs.items()}
         print_table(n, results[n])
+        if any(k.startswith("kind:") for k in results[n]):
+            print_kinds(n, results[n])
         if any(k.startswith("scale:") for k in results[n]):
             print_scaling(n, results[n])
     total = time.perf_counter() - started
@@ -607,6 +777,22 @@ def print_table(n: int, res: dict[str, dict[str, Any]]) -> None:
     repeated = [what for what, _ in MEASUREMENTS if "all_seconds" in res.get(what, {})]
     if repeated:
         print(f"({', '.join(repeated)}: the median of {REPEATS} runs; every run's seconds are in the JSON)")
+
+
+def print_kinds(n: int, res: dict[str, dict[str, Any]]) -> None:
+    """Each model kind's scoring against its own bare inplace_predict on the same rows: seconds and the ratio."""
+    print(f"\nmodel kinds at {n:,} rows: nightscore's scoring against the same model's bare inplace_predict")
+    print("| kind | model | nightscore s | bare predict s | nightscore / bare |")
+    print("|---|---|---:|---:|---:|")
+    lines = [("binary (stage score)", "200 trees", "stage:score", "bare:predict")]
+    lines += [("multiclass", f"5 classes, {KIND_ROUNDS['multiclass'] * len(KIND_CLASSES)} trees", "kind:multiclass", "bare:predict:multiclass")]
+    lines += [("regression", f"3 quantiles, {KIND_ROUNDS['regression'] * len(KIND_QUANTILES)} trees", "kind:regression", "bare:predict:regression")]
+    for label, model, ours, bare in lines:
+        if ours in res and bare in res:
+            a, b = res[ours]["seconds"], res[bare]["seconds"]
+            print(f"| {label} | {model} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+    print("(the kinds: pipeline.score.score on the day's feature snapshot, drift counting and the predictions Parquet")
+    print(" included; medians of alternating runs. The binary line is the whole score stage, run once.)")
 
 
 SCALE_STAGES = ("extract", "validate", "score", "load")

@@ -24,7 +24,7 @@ from pipeline.registry import ModelVersion
 class SpecCheck:
     """The specs that loaded, one row each, and one message per spec that did not."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)  # job, schedule, model, features, owner, spec
+    rows: list[dict[str, Any]] = field(default_factory=list)  # job, schedule, model, kind, features, owner, spec
     errors: list[str] = field(default_factory=list)
 
 
@@ -34,6 +34,7 @@ def spec_row(spec: JobSpec) -> dict[str, Any]:
         "job": spec.name,
         "schedule": f"{spec.schedule} {spec.timezone}",
         "model": f"{spec.model.name}@{spec.model.alias}",
+        "kind": spec.model.kind,
         "features": len(spec.features),
         "owner": spec.owner,
         "spec": str(spec.spec_path),

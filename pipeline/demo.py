@@ -1,7 +1,18 @@
-"""Synthetic but realistic customer-activity data for the demo ``churn`` job.
+"""Synthetic but realistic customer-activity data for the three demo jobs, one table for all of them.
+
+``demo.customer_activity`` holds a day's features of every customer and three outcomes, one per demo job:
+
+- ``churned`` (``churn``, binary): the customer cancels within 30 days;
+- ``basket_value`` (``basket_value``, regression): what the customer spends in the next 30 days, the
+  subscription and in-app purchases together: positive and right-skewed (lognormal around a mean that
+  follows spend, engagement and region; a customer who cancels spends about a quarter of it);
+- ``next_plan`` (``plan_choice``, multiclass): the plan chosen at renewal, ``basic``, ``standard``,
+  ``premium`` or ``cancel`` (every churned customer cancels; the others mostly keep their plan, and move up
+  with engagement and spend, down with support tickets).
 
 Deterministic: a day's rows depend only on the day and the customer count, never on when or how
-often the generator runs. The label really depends on the features, so a model can learn it.
+often the generator runs. Every outcome really depends on the features, so a model can learn it. The two
+later outcomes draw from noise of their own, so the churn columns are exactly what they were before them.
 """
 
 from __future__ import annotations
@@ -19,10 +30,11 @@ DEMO_SCHEMA = "demo"
 PLANS = np.array(["basic", "standard", "premium"])
 REGIONS = np.array(["north", "south", "east", "west"])
 PAYMENTS = np.array(["card", "paypal", "invoice"])
+NEXT_PLANS = np.array(["basic", "standard", "premium", "cancel"])  # plan_choice's classes, in its model's order
 
 
 def generate_day(ds: date, customers: int = 20_000) -> pa.Table:
-    """One day of activity for ``customers`` customers (ids 1..N)."""
+    """One day of activity for ``customers`` customers (ids 1..N), with the three demo jobs' outcomes."""
     base = np.random.default_rng(20240601)  # customers' stable traits
     tenure0 = base.gamma(2.0, 14.0, customers)
     spend_base = base.lognormal(3.6, 0.5, customers)
@@ -56,6 +68,8 @@ def generate_day(ds: date, customers: int = 20_000) -> pa.Table:
     )
     churned = rng.random(n) < 1 / (1 + np.exp(-logit))
 
+    basket_value, next_plan = _renewal(ds, spend, sessions, tickets, minutes, discount, tenure, plan_idx, region_idx, churned)
+
     login_null = rng.random(n) < 0.03
     minutes_null = rng.random(n) < 0.02
     pay_null = rng.random(n) < 0.01
@@ -74,23 +88,70 @@ def generate_day(ds: date, customers: int = 20_000) -> pa.Table:
             "region": pa.array(REGIONS[region_idx]),
             "payment_method": pa.array(PAYMENTS[pay_idx], mask=pay_null),
             "churned": pa.array(churned),
+            "basket_value": pa.array(basket_value),
+            "next_plan": pa.array(NEXT_PLANS[next_plan]),
         }
     )
+
+
+def _renewal(
+    ds: date,
+    spend: np.ndarray,
+    sessions: np.ndarray,
+    tickets: np.ndarray,
+    minutes: np.ndarray,
+    discount: np.ndarray,
+    tenure: np.ndarray,
+    plan_idx: np.ndarray,
+    region_idx: np.ndarray,
+    churned: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next 30 days' spend and the plan chosen at renewal (an index into :data:`NEXT_PLANS`), from the
+    day's features and churn outcome, with noise of their own (``generate_day``'s own stream is untouched)."""
+    n = len(spend)
+    rng = np.random.default_rng([ds.toordinal(), 1])
+    # spend: the subscription and in-app purchases; lognormal noise around a mean the features set
+    log_mean = (
+        np.log(spend)
+        - 0.6
+        + 0.3 * np.log1p(sessions)
+        + 0.012 * minutes
+        + 0.2 * (region_idx == 0)
+        - 0.015 * discount
+        + 0.003 * np.minimum(tenure, 120)
+        - 1.3 * churned
+    )
+    basket_value = np.round(np.exp(log_mean + rng.normal(0.0, 0.45, n)), 2).clip(0.01, 100_000)
+    # the plan at renewal: a multinomial logit over basic, standard, premium (Gumbel noise, the best utility
+    # wins), sticky to the current plan; a churned customer cancels
+    upgrade = (
+        0.06 * (sessions - 14)
+        + 0.03 * (minutes - 20)
+        + 1.2 * np.log(spend / (50.0 * (1 + 0.4 * plan_idx)))
+        - 0.4 * tickets
+        + 0.04 * discount
+    )
+    utility = np.stack([np.zeros(n), 0.9 * upgrade, -0.8 + 1.8 * upgrade], axis=1) + 1.5 * np.eye(3)[plan_idx]
+    chosen = (utility + rng.gumbel(size=(n, 3))).argmax(axis=1)
+    return basket_value, np.where(churned, 3, chosen)
 
 
 def load_demo_data(settings: Settings, start: date, end: date, customers: int = 20_000) -> dict[str, int]:
     """Make sure ``demo.customer_activity`` holds days ``start``..``end`` (inclusive).
 
-    Days already present with the expected row count are kept; others are (re)written.
-    Days present with another row count (another ``customers``, or half-written) are replaced.
-    Returns ``{"days_written": .., "days_replaced": .. (of those written), "days_kept": .., "rows": ..}``.
+    Days already present with the expected row count and every outcome are kept; others are (re)written:
+    days present with another row count (another ``customers``, or half-written) are replaced, and so are
+    days written before the ``basket_value`` and ``next_plan`` columns existed (their rows lack them; the
+    rewritten rows have the same churn columns as before, the generator being deterministic).
+    Returns ``{"days_written": .., "days_replaced": .. (of those written: another row count),
+    "days_completed": .. (of those written: the later outcomes were missing), "days_kept": .., "rows": ..}``.
     """
     eng = db.ready_engine(settings)
     with eng.begin() as conn:
         db.run_script(conn, db.query("create_demo_source").text)
-        have = {r.ds: r.n for r in conn.execute(db.query("count_demo_days"), {"a": start, "b": end})}
+        have = {r.ds: (r.n, r.incomplete) for r in conn.execute(db.query("count_demo_days"), {"a": start, "b": end})}
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    todo = [d for d in days if have.get(d) != customers]
+    todo = [d for d in days if d not in have or have[d] != (customers, 0)]
     if todo:
         with eng.begin() as conn:  # a half-written day is rewritten next time: its count is off
             conn.execute(db.query("delete_demo_days"), {"days": todo})
@@ -99,5 +160,12 @@ def load_demo_data(settings: Settings, start: date, end: date, customers: int = 
                 for d in todo:
                     cur.adbc_ingest(DEMO_TABLE, generate_day(d, customers), mode="append", db_schema_name=DEMO_SCHEMA)
             conn.commit()
-    replaced = sum(1 for d in todo if d in have)  # present with another customer count (or half-written)
-    return {"days_written": len(todo), "days_replaced": replaced, "days_kept": len(days) - len(todo), "rows": len(days) * customers}
+    replaced = sum(1 for d in todo if d in have and have[d][0] != customers)  # another customer count (or half-written)
+    completed = sum(1 for d in todo if d in have and have[d][0] == customers)  # right count, later outcomes missing
+    return {
+        "days_written": len(todo),
+        "days_replaced": replaced,
+        "days_completed": completed,
+        "days_kept": len(days) - len(todo),
+        "rows": len(days) * customers,
+    }

@@ -92,7 +92,8 @@ def drop_database(server_url: str, url: str) -> None:
 
 @pytest.fixture(scope="session")
 def trained_template(pg_server, tmp_path_factory):
-    """A database with migrations, demo data around DAY and a champion model; and its artifact folder."""
+    """A database with migrations, demo data around DAY and a champion model for each demo job (churn,
+    basket_value, plan_choice); and its artifact folder."""
     from pipeline.demo import load_demo_data
     from pipeline.jobs import load_job
     from pipeline.train import train_model
@@ -105,6 +106,9 @@ def trained_template(pg_server, tmp_path_factory):
     load_demo_data(s, DAY - timedelta(days=days), DAY + timedelta(days=3), customers=CUSTOMERS)
     result = train_model(s, spec, end=DAY - timedelta(days=1))
     assert result.promoted and result.version == 1
+    for other in ("basket_value", "plan_choice"):  # the regression and multiclass demo jobs: a champion each
+        trained = train_model(s, load_job(s.jobs_dir, other), end=DAY - timedelta(days=1))
+        assert trained.promoted and trained.version == 1
     db.dispose_all()  # a template database must have no open connections
     yield {"url": url, "artifacts": base / "artifacts", "model_version": result.version}
     drop_database(pg_server, url)

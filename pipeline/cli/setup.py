@@ -28,7 +28,7 @@ def demo_data(
     ),
     customers: int = typer.Option(20_000, min=1, help="customers per day"),
 ) -> None:
-    """Create the demo source table demo.customer_activity (deterministic per day)."""
+    """Create the demo source table demo.customer_activity (deterministic per day), the source of the demo jobs churn, basket_value and plan_choice."""
     from pipeline.demo import load_demo_data
     from pipeline.quickstart import demo_days
 
@@ -45,39 +45,64 @@ def demo_data(
             f"{res['days_replaced']} day(s) had another number of customers (or were half-written) and were replaced "
             f"with {customers:,} customers each"
         )
+    if res["days_completed"]:
+        out.print(
+            f"{res['days_completed']} day(s) were written before the basket_value and next_plan columns existed and were "
+            "written again with them (the churn columns are unchanged)"
+        )
 
 
 @friendly
-def quickstart(job: str = typer.Option("churn"), customers: int = typer.Option(20_000, min=1)) -> None:
-    """Set up everything on the embedded defaults and score the latest complete day's demo partition (what `make run` does)."""
+def quickstart(
+    job: list[str] | None = typer.Option(
+        None, "--job", help="a job to set up and score (repeatable); default: the demo jobs churn, basket_value and plan_choice"
+    ),
+    customers: int = typer.Option(20_000, min=1, help="customers per day of the demo data"),
+) -> None:
+    """Set up everything on the embedded defaults and score the latest complete day of each demo job (what `make run` does)."""
+    import time
+
+    from pipeline.kinds import headline
     from pipeline.quickstart import Quickstart
 
-    qs = Quickstart(settings(), job, customers)
+    started = time.perf_counter()
+    qs = Quickstart(settings(), job or (), customers)
     with out.status("starting PostgreSQL and applying migrations…"):
         database = qs.start_database()
     out.print(f"[bold]database[/] {database}")
+    step = time.perf_counter()
     with out.status("loading demo source data…"):
         res = qs.load_demo_data()
+    first, last = qs.demo_window()
     out.print(
-        f"[bold]source[/]   demo.customer_activity: {res['rows']:,} rows ({res['days_written']} day(s) generated, {res['days_kept']} reused)"
+        f"[bold]source[/]   demo.customer_activity {first}..{last}: {res['rows']:,} rows "
+        f"({res['days_written']} day(s) generated, {res['days_kept']} reused)"
     )
-    model = qs.spec.model
-    if not qs.has_model():
-        with out.status(f"training {model.name}…"):
-            tr = qs.train()
-        out.print(f"[bold]model[/]    trained {tr.model_name} v{tr.version} (holdout AUC {tr.metrics['auc']:.4f}); {tr.reason}")
-    else:
-        out.print(f"[bold]model[/]    reusing {model.name}@{model.alias}")
-    with out.status(f"scoring {job} {qs.day}…"):
-        state = qs.score()
-    print_run(state)
-    out.print(f"[bold]artifacts[/] {qs.artifacts(state)}")
-    if state.report_uri:
-        out.print(f"[bold]report[/]   {qs.report_link(state)}")
+    timings = [f"demo data {time.perf_counter() - step:.0f} s"]
+    for spec in qs.specs:
+        step = time.perf_counter()
+        model = spec.model
+        out.print(f"\n[bold]{spec.name}[/] ({spec.kind}): {spec.description}")
+        if not qs.has_model(spec):
+            with out.status(f"training {model.name}…"):
+                tr = qs.train(spec)
+            out.print(f"[bold]model[/]    trained {tr.model_name} v{tr.version} (holdout {headline(spec.kind, tr.metrics)}); {tr.reason}")
+        else:
+            out.print(f"[bold]model[/]    reusing {model.name}@{model.alias}")
+        with out.status(f"scoring {spec.name} {qs.day(spec)}…"):
+            state = qs.score(spec)
+        print_run(state)
+        out.print(f"[bold]artifacts[/] {qs.artifacts(state)}")
+        if state.report_uri:
+            out.print(f"[bold]report[/]   {qs.report_link(state)}")
+        for i, query in enumerate(qs.first_queries(spec)):
+            out.print("[bold]try[/]      " if i == 0 else "         ", Text(query), sep="")
+        timings.append(f"{spec.name} {time.perf_counter() - step:.0f} s")
+    out.print()
     out.print("[bold]psql[/]     ", Text(qs.psql_command()), sep="")
     if qs.password_in_url:
         out.print("         (the password is the one in NIGHTSCORE_DATABASE_URL; psql asks for it, or reads PGPASSWORD)")
-    out.print(f"[bold]try[/]      {qs.first_query()}")
+    out.print(f"done in {time.perf_counter() - started:.0f} s ({', '.join(timings)})")
 
 
 @friendly

@@ -317,7 +317,7 @@ class JobSpec(_Strict):
         if self.training.label in names or self.training.label == self.entity_key:
             raise ValueError(f"training.label {self.training.label!r} clashes with a feature or the entity key")
         self.decision.check(self.model.kind)
-        from pipeline.kinds import check_training
+        from pipeline.objectives import check_training
 
         check_training(self.model.kind, self.training, self.decision)
         return self

@@ -1,4 +1,6 @@
 CREATE SCHEMA IF NOT EXISTS demo;
+-- one row per customer and day: the features and the three demo jobs' outcomes (churned: churn;
+-- basket_value: basket_value; next_plan: plan_choice)
 CREATE TABLE IF NOT EXISTS demo.customer_activity (
     ds                     date             NOT NULL,
     customer_id            bigint           NOT NULL,
@@ -13,8 +15,22 @@ CREATE TABLE IF NOT EXISTS demo.customer_activity (
     region                 text             NOT NULL,
     payment_method         text,
     churned                boolean          NOT NULL,
+    basket_value           double precision,  -- NULL only in days written before the column existed
+    next_plan              text,              -- (nightscore demo-data writes those days again)
     PRIMARY KEY (ds, customer_id)
 );
+-- a table made before basket_value and next_plan existed gets them (at the end, where the generator puts
+-- them); only its owner may alter it, so only when one is missing
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'demo.customer_activity'::regclass AND attname = 'basket_value' AND NOT attisdropped) THEN
+        ALTER TABLE demo.customer_activity ADD COLUMN IF NOT EXISTS basket_value double precision;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'demo.customer_activity'::regclass AND attname = 'next_plan' AND NOT attisdropped) THEN
+        ALTER TABLE demo.customer_activity ADD COLUMN IF NOT EXISTS next_plan text;
+    END IF;
+END
+$$;
 -- the pipeline's writer role reads the source (as it would any job's source tables)
 DO $$
 BEGIN

@@ -1,5 +1,6 @@
 """A small run of ``make bench`` (10,000 rows) so that the benchmark cannot rot: every measurement runs,
-handles every row, and the table comes out. The numbers themselves are not judged here (that is make bench)."""
+handles every row, and the table comes out, the model kinds' lines (multiclass and regression, each beside its
+bare predict) included. The numbers themselves are not judged here (that is make bench)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def test_bench_smoke(pg_server, tmp_path):
             "bare ADBC read",
             "bare inplace_predict",
             "bare ADBC adbc_ingest",
+            "score multiclass, 5 classes",
+            "bare inplace_predict, multiclass",
+            "score regression, 3 quantiles",
+            "bare inplace_predict, regression",
+            "model kinds at 10,000 rows",
         ):
             assert label in out.stdout
         result = json.loads((tmp_path / "r.json").read_text())["results"]["10000"]
@@ -60,10 +66,15 @@ def test_bench_smoke(pg_server, tmp_path):
             "bare:read",
             "bare:predict",
             "bare:ingest",
+            "kind:multiclass",
+            "bare:predict:multiclass",
+            "kind:regression",
+            "bare:predict:regression",
         }
         assert all(r["written"] == 10_000 and r["seconds"] > 0 and r["peak_mb"] > 0 for r in result.values())
         # what the targets compare ran three times and is reported by its median run
-        for what in ("nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest"):
+        kinds = ("kind:multiclass", "bare:predict:multiclass", "kind:regression", "bare:predict:regression")
+        for what in ("nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest", *kinds):
             runs = result[what]["all_seconds"]
             assert len(runs) == 3 and round(result[what]["seconds"], 4) == sorted(runs)[1], (what, result[what])
         assert len(result["baseline"]["all_seconds"]) == 3  # the ratio's denominator is the baseline's median too

@@ -151,11 +151,16 @@ def test_listing_commands_speak_json_and_fit_80_columns(local_settings):
     runs = json.loads(runner.invoke(app, ["runs", "--json"], env=env).output)
     assert runs[0]["run_id"] == run_id and runs[0]["status"] == "succeeded" and runs[0]["rows_published"] == CUSTOMERS
     models = json.loads(runner.invoke(app, ["model", "list", "--json"], env=env).output)
-    assert [(m["name"], m["version"], m["aliases"]) for m in models] == [("churn_xgb", 1, ["champion"])]
+    # the template trains a champion for each demo job
+    assert [(m["name"], m["version"], m["aliases"]) for m in models] == [
+        ("basket_value_xgb", 1, ["champion"]),
+        ("churn_xgb", 1, ["champion"]),
+        ("plan_choice_xgb", 1, ["champion"]),
+    ]
     res = runner.invoke(app, ["model", "list"], env=env)
     assert res.exit_code == 0 and max(len(line) for line in res.output.splitlines()) <= 80, res.output
     jobs = json.loads(runner.invoke(app, ["jobs", "--json"], env=env).output)
-    assert [j["job"] for j in jobs["jobs"]] == ["churn"] and jobs["errors"] == []
+    assert [j["job"] for j in jobs["jobs"]] == ["basket_value", "churn", "plan_choice"] and jobs["errors"] == []  # the three demo jobs
 
 
 def test_version_and_checking_job_specs(local_settings, tmp_path):

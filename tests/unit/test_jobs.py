@@ -35,7 +35,7 @@ def test_demo_job_loads_with_its_contract():
 
 
 def test_unknown_job_lists_known_ones():
-    with pytest.raises(JobSpecError, match=r"unknown job 'nope' \(known jobs: churn\)"):
+    with pytest.raises(JobSpecError, match=r"unknown job 'nope' \(known jobs: basket_value, churn, plan_choice\)"):
         load_job(JOBS, "nope")
 
 

@@ -21,7 +21,7 @@ SPEC = load_job(PROJECT_ROOT / "dags" / "jobs", "churn")
 def good() -> pd.DataFrame:
     from datetime import date
 
-    return generate_day(date(2026, 3, 1), 500).drop(["ds", "churned"]).to_pandas()
+    return generate_day(date(2026, 3, 1), 500).drop(["ds", "churned", "basket_value", "next_plan"]).to_pandas()  # features only
 
 
 def test_clean_partition_passes(good):
