@@ -126,17 +126,16 @@ def model_list(
         print_json([{**asdict(mv), "registered": mv.registered, "aliases": aliases} for mv, aliases in versions])
         return
     table = Table(
-        *(Column(h, no_wrap=True) for h in ("model", "v", "aliases", "kind", "metrics", "from")),
+        *(Column(h, no_wrap=True) for h in ("model (kind)", "v", "aliases", "metrics", "from")),
         box=BOX,
         pad_edge=False,
         collapse_padding=True,
     )
     for mv, aliases in versions:
         table.add_row(
-            mv.name,
+            f"{mv.name}\n({mv.kind})",
             str(mv.version),
             ", ".join(aliases),
-            mv.kind,
             headline(mv.kind, mv.metrics or {}).replace(", ", "\n").replace(" (no labelled", "\n(no labelled"),
             origin_text(mv),
             end_section=True,

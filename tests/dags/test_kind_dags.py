@@ -31,7 +31,9 @@ def test_each_kind_scores_trains_and_evaluates_in_airflow(local_airflow, job, ki
     assert str(dr.state) == "success", _states(dr)
     with db.engine(s).connect() as conn:
         rows = conn.execute(
-            sa.text("SELECT count(*) AS n, count(scores) AS with_scores, count(label) AS labelled FROM predictions WHERE job = :j AND ds = :d"),
+            sa.text(
+                "SELECT count(*) AS n, count(scores) AS with_scores, count(label) AS labelled FROM predictions WHERE job = :j AND ds = :d"
+            ),
             {"j": job, "d": DAY},
         ).one()
     assert rows.n == rows.with_scores == rows.labelled == CUSTOMERS
@@ -47,5 +49,7 @@ def test_each_kind_scores_trains_and_evaluates_in_airflow(local_airflow, job, ki
     dr = dag(f"evaluate_{job}").test(logical_date=None, run_conf={"ds": DAY.isoformat()})
     assert str(dr.state) == "success", _states(dr)
     with db.engine(s).connect() as conn:
-        level, recorded_kind = conn.execute(sa.text("SELECT level, kind FROM evaluations WHERE job = :j AND ds = :d"), {"j": job, "d": DAY}).one()
+        level, recorded_kind = conn.execute(
+            sa.text("SELECT level, kind FROM evaluations WHERE job = :j AND ds = :d"), {"j": job, "d": DAY}
+        ).one()
     assert recorded_kind == kind and level in ("ok", "warn", "alert")

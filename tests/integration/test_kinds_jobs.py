@@ -30,7 +30,9 @@ JOBS = PROJECT_ROOT / "dags" / "jobs"
 def _published(s, job, ds=DAY) -> pd.DataFrame:
     with db.engine(s).connect() as conn:
         return pd.read_sql(
-            sa.text("SELECT entity_id, score, label, scores::text AS scores, model_version FROM predictions WHERE job = :j AND ds = :d ORDER BY entity_id"),
+            sa.text(
+                "SELECT entity_id, score, label, scores::text AS scores, model_version FROM predictions WHERE job = :j AND ds = :d ORDER BY entity_id"
+            ),
             conn,
             params={"j": job, "d": ds},
         )
@@ -51,7 +53,9 @@ def _own_prediction(s, job, ds=DAY) -> tuple[pd.Series, np.ndarray]:
 
 
 def test_specs_alone_check_and_a_misfit_is_refused_naming_the_field(local_settings, tmp_path):
-    res = runner.invoke(app, ["jobs", "--check", str(JOBS / "basket_value.yml"), "--check", str(JOBS / "plan_choice.yml")], env=_env(local_settings))
+    res = runner.invoke(
+        app, ["jobs", "--check", str(JOBS / "basket_value.yml"), "--check", str(JOBS / "plan_choice.yml")], env=_env(local_settings)
+    )
     assert res.exit_code == 0, res.output
     assert "2 spec(s) valid" in res.output
     jobs = tmp_path / "jobs"
@@ -87,7 +91,9 @@ def test_regression_job_publishes_the_models_quantiles_and_bands(local_settings)
 
 def test_multiclass_job_publishes_the_chosen_class_and_every_probability(local_settings):
     s = local_settings
-    res = runner.invoke(app, ["backfill", "--job", "plan_choice", "--start", (DAY - timedelta(days=1)).isoformat(), "--end", DAY.isoformat()], env=_env(s))
+    res = runner.invoke(
+        app, ["backfill", "--job", "plan_choice", "--start", (DAY - timedelta(days=1)).isoformat(), "--end", DAY.isoformat()], env=_env(s)
+    )
     assert res.exit_code == 0, res.output
     spec = load_job(s.jobs_dir, "plan_choice")
     classes = list(spec.decision.classes)
@@ -112,11 +118,15 @@ def test_train_evaluate_and_report_by_kind(local_settings, tmp_path):
         res = runner.invoke(app, ["score", "--job", job, "--ds", DAY.isoformat()], env=env)
         assert res.exit_code == 0, res.output
     # another window, promoted only if better on the kind's metric
-    res = runner.invoke(app, ["train", "--job", "basket_value", "--end", (DAY - timedelta(days=2)).isoformat(), "--promote", "if_better"], env=env)
+    res = runner.invoke(
+        app, ["train", "--job", "basket_value", "--end", (DAY - timedelta(days=2)).isoformat(), "--promote", "if_better"], env=env
+    )
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
     assert "registered basket_value_xgb v2" in out and "pinball" in out and "RMSE" in out
-    res = runner.invoke(app, ["train", "--job", "plan_choice", "--end", (DAY - timedelta(days=2)).isoformat(), "--promote", "never"], env=env)
+    res = runner.invoke(
+        app, ["train", "--job", "plan_choice", "--end", (DAY - timedelta(days=2)).isoformat(), "--promote", "never"], env=env
+    )
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and "log loss" in res.output
     # evaluation on the outcomes known so far, recorded by kind
@@ -124,7 +134,9 @@ def test_train_evaluate_and_report_by_kind(local_settings, tmp_path):
         res = runner.invoke(app, ["evaluate", "--job", job, "--ds", DAY.isoformat(), "--early"], env=env)
         assert res.exit_code == 0, res.output
         with db.engine(s).connect() as conn:
-            row = conn.execute(sa.text("SELECT kind, metrics, rows_labelled FROM evaluations WHERE job = :j AND ds = :d"), {"j": job, "d": DAY}).one()
+            row = conn.execute(
+                sa.text("SELECT kind, metrics, rows_labelled FROM evaluations WHERE job = :j AND ds = :d"), {"j": job, "d": DAY}
+            ).one()
         assert row.kind == load_job(s.jobs_dir, job).model.kind and row.rows_labelled == CUSTOMERS
         assert 0 < row.metrics[metric]
         page = tmp_path / f"{job}.html"
@@ -132,3 +144,36 @@ def test_train_evaluate_and_report_by_kind(local_settings, tmp_path):
         assert res.exit_code == 0, res.output
         html = page.read_text()
         assert ("confusion" in html.lower()) if job == "plan_choice" else ("residual" in html.lower())
+
+
+def _swap_lines(text: str, a: str, b: str) -> str:
+    lines = text.splitlines()
+    i, j = (next(k for k, line in enumerate(lines) if key in line) for key in (a, b))
+    lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_spec_changed_under_its_model_is_refused_and_the_published_day_kept(local_settings, tmp_path):
+    """The model was trained for four classes; a spec that now lists three (or reorders the features) cannot be
+    scored with it: the run fails naming the difference, and the day published before stays as it was."""
+    s = local_settings
+    env = _env(s)
+    res = runner.invoke(app, ["score", "--job", "plan_choice", "--ds", DAY.isoformat()], env=env)
+    assert res.exit_code == 0, res.output
+    before = _published(s, "plan_choice")
+    jobs = tmp_path / "jobs"
+    shutil.copytree(JOBS, jobs)
+    spec = (jobs / "plan_choice.yml").read_text()
+    for changed, message in (
+        (
+            spec.replace("classes: [basic, standard, premium, cancel]", "classes: [basic, standard, premium]"),
+            "the model has 4 classes; decision.classes lists 3",
+        ),
+        (_swap_lines(spec, "name: tenure_months", "name: monthly_spend"), "the model's features are in another order"),
+    ):
+        (jobs / "plan_choice.yml").write_text(changed)
+        res = runner.invoke(app, ["score", "--job", "plan_choice", "--ds", DAY.isoformat()], env={**env, "NIGHTSCORE_JOBS_DIR": str(jobs)})
+        assert res.exit_code != 0
+        said = " ".join(res.output.split())
+        assert "does not fit job 'plan_choice'" in said and message in said, said
+        pd.testing.assert_frame_equal(_published(s, "plan_choice"), before)

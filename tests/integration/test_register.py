@@ -142,7 +142,7 @@ def test_model_list_shows_where_a_registered_version_came_from(local_settings, t
     eng = db.engine(local_settings)
     assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 1  # not promoted without --promote
 
-    res = runner.invoke(app, ["model", "list", "--json"], env=_env(local_settings))
+    res = runner.invoke(app, ["model", "list", "churn_xgb", "--json"], env=_env(local_settings))
     assert res.exit_code == 0, res.output
     v1, v2 = json.loads(res.output)
     assert v1["origin"]["how"] == "trained" and v1["registered"] is False
@@ -189,7 +189,7 @@ def test_a_window_without_rows_registers_without_metrics_or_drift(local_settings
     assert "returned no rows for 2024-01-11..2024-01-31" in res.output and "no drift reference" in res.output
     mv = registry.get_version(db.engine(local_settings), "churn_xgb", 2)
     assert mv.metrics == {"reference_rows": 0, "labelled_rows": 0}
-    res = runner.invoke(app, ["model", "list"], env=_env(local_settings, COLUMNS="80"))
+    res = runner.invoke(app, ["model", "list", "churn_xgb"], env=_env(local_settings, COLUMNS="80"))
     assert "no metrics" in res.output and "(no labelled rows)" in res.output
 
 

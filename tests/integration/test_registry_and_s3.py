@@ -48,7 +48,8 @@ def test_promote_then_rollback_take_effect_and_are_recorded(settings, engine):
     with engine.connect() as conn:
         history = conn.execute(
             sa.text(
-                "SELECT from_version, to_version, reason, changed_by, changed_at FROM model_alias_history WHERE alias='champion' ORDER BY id"
+                "SELECT from_version, to_version, reason, changed_by, changed_at FROM model_alias_history "
+                "WHERE model_name = 'churn_xgb' AND alias = 'champion' ORDER BY id"
             )
         ).all()
     assert [(h.from_version, h.to_version) for h in history] == [(None, 1), (1, 2), (2, 1)]
@@ -195,7 +196,7 @@ def test_unknown_model_names_are_errors(local_settings):
     runner = CliRunner()
     for args in (["model", "list", "nope"], ["model", "rollback", "nope"], ["model", "promote", "nope", "1"]):
         res = runner.invoke(app, args, env=_env(local_settings))
-        assert res.exit_code == 1 and "no model named 'nope' is registered (registered: churn_xgb)" in res.output, res.output
+        assert res.exit_code == 1 and "no model named 'nope' is registered (registered: basket_value_xgb, churn_xgb, plan_choice_xgb)" in res.output, res.output
 
 
 def test_local_artifacts_are_readable_by_others(local_settings):
