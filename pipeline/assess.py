@@ -58,6 +58,40 @@ def assess(spec: Any, booster: Any, table: pa.Table, y: np.ndarray | None, info:
     return Assessment(raw, out, metrics)
 
 
+def manifest(
+    spec: Any,
+    info: kinds.ModelInfo,
+    *,
+    metrics: dict[str, Any],
+    window: dict[str, Any],
+    reference: dict[str, Any],
+    origin: dict[str, Any],
+    params: dict[str, Any],
+    num_boost_round: int,
+) -> dict[str, Any]:
+    """A version's manifest, trained or registered alike (``reference``: what drift is measured against, binned
+    distributions and no raw rows, :mod:`pipeline.drift`)."""
+    import xgboost as xgb
+
+    from pipeline.features import feature_types
+
+    return {
+        "job": spec.name,
+        "kind": spec.model.kind,
+        "model": info.to_json(),
+        "features": [f.model_dump(exclude_none=True) for f in spec.features],
+        "feature_types": feature_types(spec),
+        "metrics": metrics,
+        "training_window": window,
+        "params": params,
+        "num_boost_round": num_boost_round,
+        "xgboost_version": xgb.__version__,
+        "format": "ubj",
+        "origin": origin,
+        "reference": reference,
+    }
+
+
 def score_reference(spec: Any, a: Assessment) -> dict[str, Any]:
     """What a day's scores are compared with for drift: the score's deciles and, for multiclass, each class's
     share of the chosen classes."""
@@ -70,9 +104,9 @@ def score_reference(spec: Any, a: Assessment) -> dict[str, Any]:
 
 
 def class_shares(label: pa.Array | pa.ChunkedArray, classes: list[str]) -> dict[str, Any]:
-    import pyarrow.compute as pc
+    """Each class's share of the chosen classes: the multiclass drift reference (:func:`pipeline.drift.class_metrics`)."""
+    from pipeline.drift import class_counts
 
-    vc = pc.value_counts(label)
-    found = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-    total = max(sum(int(found.get(c, 0)) for c in classes), 1)
-    return {"values": classes, "shares": [int(found.get(c, 0)) / total for c in classes]}
+    counts = class_counts(label, classes)
+    total = max(sum(counts), 1)
+    return {"values": classes, "shares": [c / total for c in counts]}

@@ -180,16 +180,29 @@ def level(value: float | None, limits: Any) -> str:
     return "alert" if value > limits.alert else "warn" if value > limits.warn else "ok"
 
 
-def day_metrics(reference: dict[str, Any], counts: dict[str, Any], thresholds: Any) -> list[dict[str, Any]]:
-    """One ``{feature, metric, value, level}`` per feature and metric for the day's ``counts``."""
+def _row(feature: str, metric: str, value: float | None, limits: Any) -> dict[str, Any]:
+    """One drift metric's row, its value rounded (None where not finite) and its level."""
+    v = None if value is None or not np.isfinite(value) else round(float(value), 6)
+    return {"feature": feature, "metric": metric, "value": v, "level": level(v, limits)}
+
+
+def category_metrics(feature: str, expected: np.ndarray, day: np.ndarray, thresholds: Any) -> list[dict[str, Any]]:
+    """PSI and the Jensen-Shannon distance of a categorical distribution's shares against the reference's."""
     from scipy.spatial.distance import jensenshannon
 
+    return [
+        _row(feature, "psi", psi(expected, day), thresholds.psi),
+        _row(feature, "js", float(jensenshannon(expected, day, base=2)), thresholds.js),
+    ]
+
+
+def day_metrics(reference: dict[str, Any], counts: dict[str, Any], thresholds: Any) -> list[dict[str, Any]]:
+    """One ``{feature, metric, value, level}`` per feature and metric for the day's ``counts``."""
     rows = max(int(counts["rows"]), 1)
     out: list[dict[str, Any]] = []
 
     def add(feature: str, metric: str, value: float | None, limits: Any) -> None:
-        v = None if value is None or not np.isfinite(value) else round(float(value), 6)
-        out.append({"feature": feature, "metric": metric, "value": v, "level": level(v, limits)})
+        out.append(_row(feature, metric, value, limits))
 
     for name, ref in reference.items():
         c = counts["features"].get(name)
@@ -205,8 +218,7 @@ def day_metrics(reference: dict[str, Any], counts: dict[str, Any], thresholds: A
                 add(name, "psi", psi(e10, d10), thresholds.psi)
                 add(name, "ks", ks(expected, day), thresholds.ks)
         elif seen:
-            add(name, "psi", psi(expected, day), thresholds.psi)
-            add(name, "js", float(jensenshannon(expected, day, base=2)), thresholds.js)
+            out += category_metrics(name, expected, day, thresholds)
         add(name, "null_rate", c["nulls"] / rows - ref["null_share"], thresholds.null_rate)
         add(name, "out_of_range", c["outside"] / max(rows - c["nulls"], 1), thresholds.out_of_range)
     return out
@@ -235,21 +247,11 @@ def class_counts(labels: pa.Array | pa.ChunkedArray, classes: list[str]) -> list
 def class_metrics(class_ref: dict[str, Any], counts: list[int], thresholds: Any) -> list[dict[str, Any]]:
     """PSI and Jensen-Shannon distance of the day's chosen-class shares (``counts`` in ``class_ref["values"]``
     order) against the reference's (``{"values": [...], "shares": [...]}``), as feature ``predicted_class``."""
-    from scipy.spatial.distance import jensenshannon
-
     seen = float(sum(counts))
     if not seen:
         return []
-    expected = np.asarray(class_ref["shares"], dtype=np.float64)
     day = np.asarray(counts, dtype=np.float64) / seen
-    out = []
-    for metric, value, limits in (
-        ("psi", psi(expected, day), thresholds.psi),
-        ("js", float(jensenshannon(expected, day, base=2)), thresholds.js),
-    ):
-        v = round(float(value), 6) if np.isfinite(value) else None
-        out.append({"feature": CLASS_FEATURE, "metric": metric, "value": v, "level": level(v, limits)})
-    return out
+    return category_metrics(CLASS_FEATURE, np.asarray(class_ref["shares"], dtype=np.float64), day, thresholds)
 
 
 def summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from pipeline.errors import NightscoreError
 from pipeline.jobs import JobSpec
 
 log = logging.getLogger(__name__)
-DECILES = 10
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -69,24 +68,7 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
 
 def calibration_by_decile(y: np.ndarray, p: np.ndarray) -> list[dict[str, Any]]:
     """Rows split at the scores' deciles: per bin its rows, mean score and observed outcome rate."""
-    if len(p) == 0:
-        return []
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, DECILES + 1)))
-    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
-    out = []
-    for b in range(max(len(edges) - 1, 1)):
-        mask = which == b
-        rows = int(mask.sum())
-        if rows:
-            out.append(
-                {
-                    "bin": b + 1,
-                    "rows": rows,
-                    "mean_score": round(float(p[mask].mean()), 6),
-                    "outcome_rate": round(float(y[mask].mean()), 6),
-                }
-            )
-    return out
+    return evaluate_kinds.decile_bins(y, p, "mean_score", "outcome_rate")
 
 
 @dataclass

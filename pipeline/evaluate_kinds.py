@@ -116,25 +116,32 @@ def regression_day(y: np.ndarray, raw: np.ndarray, quantiles: tuple[float, ...])
     """:func:`pipeline.kinds.regression_metrics` with predicted against actual by decile of prediction and the
     residuals' histogram."""
     m = kinds.regression_metrics(y, raw, quantiles)
-    point = raw[:, kinds.median_index(quantiles)] if quantiles else np.asarray(raw, dtype=np.float64).reshape(len(y))
+    point = kinds.point_values(raw, quantiles)
     m["quantiles"] = list(quantiles)
     m["by_decile"] = by_decile(y, point)
     m["residuals"] = residual_histogram(y - point)
     return m
 
 
-def by_decile(y: np.ndarray, point: np.ndarray) -> list[dict[str, Any]]:
-    """Rows split at the predictions' deciles: per bin its rows, mean prediction and mean outcome."""
-    if len(point) == 0:
+def decile_bins(y: np.ndarray, values: np.ndarray, value_key: str, outcome_key: str) -> list[dict[str, Any]]:
+    """Rows split at ``values``' deciles: per bin its rows, the mean value and the mean outcome (under the keys
+    given). Binary calibration (mean score, outcome rate) and regression's predicted against actual both."""
+    if len(values) == 0:
         return []
-    edges = np.unique(np.quantile(point, np.linspace(0, 1, DECILES + 1)))
-    which = np.clip(np.searchsorted(edges, point, side="right") - 1, 0, max(len(edges) - 2, 0))
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, DECILES + 1)))
+    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, max(len(edges) - 2, 0))
     out = []
     for b in range(max(len(edges) - 1, 1)):
         mask = which == b
-        if mask.any():
-            out.append({"bin": b + 1, "rows": int(mask.sum()), "mean_predicted": _r(point[mask].mean()), "mean_actual": _r(y[mask].mean())})
+        rows = int(mask.sum())
+        if rows:
+            out.append({"bin": b + 1, "rows": rows, value_key: _r(values[mask].mean()), outcome_key: _r(y[mask].mean())})
     return out
+
+
+def by_decile(y: np.ndarray, point: np.ndarray) -> list[dict[str, Any]]:
+    """Rows split at the predictions' deciles: per bin its rows, mean prediction and mean outcome."""
+    return decile_bins(y, point, "mean_predicted", "mean_actual")
 
 
 def residual_histogram(residuals: np.ndarray) -> dict[str, Any]:
@@ -153,8 +160,7 @@ def residual_histogram(residuals: np.ndarray) -> dict[str, Any]:
 
 
 def _num(d: dict[str, Any], key: str) -> float | None:
-    v = d.get(key)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v == v else None
+    return kinds.as_number(d.get(key))
 
 
 def comparisons(kind: str, metrics: dict[str, Any], holdout: dict[str, Any]) -> dict[str, float | None]:
@@ -195,7 +201,8 @@ def grade(spec: Any, metrics: dict[str, Any], holdout: dict[str, Any], rows_labe
 
 
 def _f(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) and value == value else "n/a"
+    v = kinds.as_number(value)
+    return f"{v:.{digits}f}" if v is not None else "n/a"
 
 
 def _vs(metrics: dict[str, Any], holdout: dict[str, Any], key: str, label: str) -> str:

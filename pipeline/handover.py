@@ -7,7 +7,6 @@ Reading the file (and refusing pickles) is :mod:`pipeline.modelfile`; the assess
 
 from __future__ import annotations
 
-import getpass
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -19,11 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import db, kinds, registry
-from pipeline.assess import assess, labels, predict, score_reference
+from pipeline.assess import assess, labels, manifest, predict, score_reference
 from pipeline.config import Settings
 from pipeline.drift import feature_reference
 from pipeline.errors import ModelError
-from pipeline.features import feature_types
 from pipeline.jobs import JobSpec
 from pipeline.modelfile import ModelFile, load, origin_format, read_model_file
 from pipeline.schedule import default_day
@@ -136,36 +134,22 @@ def _as_ubj(booster: Any) -> tuple[bytes, Any]:
     return data, copy
 
 
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
-
-
-def manifest(
+def version_manifest(
     spec: JobSpec, booster: Any, info: kinds.ModelInfo, ref: Reference, window: tuple[date, date], origin: dict[str, Any]
 ) -> dict[str, Any]:
     """The version's manifest, with the keys ``nightscore train`` writes (the window is the reference window)."""
-    import xgboost as xgb
-
     start, end = window
-    return {
-        "job": spec.name,
-        "kind": spec.model.kind,
-        "model": info.to_json(),
-        "features": [f.model_dump(exclude_none=True) for f in spec.features],
-        "feature_types": feature_types(spec),
-        "metrics": {**ref.metrics, "reference_rows": ref.rows, "labelled_rows": ref.labelled},
+    return manifest(
+        spec,
+        info,
+        metrics={**ref.metrics, "reference_rows": ref.rows, "labelled_rows": ref.labelled},
         # train_start and holdout_end too: readers of trained versions' windows show these
-        "training_window": {"reference_start": start, "reference_end": end, "train_start": start, "holdout_end": end},
-        "params": {},
-        "num_boost_round": booster.num_boosted_rounds(),
-        "xgboost_version": xgb.__version__,
-        "format": "ubj",
-        "origin": origin,
-        "reference": ref.drift,
-    }
+        window={"reference_start": start, "reference_end": end, "train_start": start, "holdout_end": end},
+        reference=ref.drift,
+        origin=origin,
+        params={},
+        num_boost_round=booster.num_boosted_rounds(),
+    )
 
 
 @dataclass(frozen=True)
@@ -236,8 +220,8 @@ def register_file(
     same_predictions(spec, h.booster, h.stored, h.info, table if table.num_rows else probe_rows(spec), h.file)
     ref = reference(spec, h.booster, h.info, table)
     done.rows, done.labelled, done.metrics, done.warnings = ref.rows, ref.labelled, ref.metrics, warnings(spec, ref, window)
-    who = by or _who()
-    man = manifest(spec, h.booster, h.info, ref, window, origin(h, who, note))
+    who = by or registry.current_user()
+    man = version_manifest(spec, h.booster, h.info, ref, window, origin(h, who, note))
     mv = registry.register(eng, open_store(settings), name, h.model_bytes, man, by=who)
     done.version, done.registered = mv.version, True
     if promote:

@@ -205,6 +205,14 @@ def median_index(quantiles: tuple[float, ...]) -> int:
     return int(np.argmin([abs(q - 0.5) for q in quantiles]))
 
 
+def point_values(raw: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
+    """A regression model's one value per row (float64): a quantile model's median (or the quantile nearest it)."""
+    values = np.asarray(raw)
+    if quantiles and values.ndim == 2:
+        values = values[:, median_index(quantiles)]
+    return values.reshape(len(values)).astype(np.float64)
+
+
 def _json_objects(keys: list[str], columns: np.ndarray) -> pa.Array:
     """One JSON object per row from the (n, k) ``columns`` under ``keys`` (float32's shortest form: as exact as the model)."""
     parts: list[Any] = []
@@ -231,12 +239,10 @@ def outputs(raw: np.ndarray, spec: Any, info: ModelInfo) -> Outputs:
         score = probs[np.arange(n), chosen].astype(np.float64)
         label = pa.DictionaryArray.from_arrays(pa.array(chosen.astype(np.int32)), pa.array(classes, pa.string())).dictionary_decode()
         return Outputs(score, label, _json_objects(classes, probs))
-    values = np.asarray(raw)
     scores = none
-    if info.quantiles and values.ndim == 2:
-        scores = _json_objects([str(float(q)) for q in info.quantiles], values)
-        values = values[:, median_index(info.quantiles)]
-    values = values.reshape(n).astype(np.float64)
+    if info.quantiles and np.ndim(raw) == 2:
+        scores = _json_objects([str(float(q)) for q in info.quantiles], np.asarray(raw))
+    values = point_values(raw, info.quantiles)
     return Outputs(values, band_labels(values, spec.decision.bands), scores)
 
 
@@ -355,7 +361,7 @@ def regression_metrics(y: np.ndarray, raw: np.ndarray, quantiles: tuple[float, .
     raw = np.asarray(raw, dtype=np.float64)
     if len(y) == 0:
         return {"rmse": None, "mae": None, "r2": None}
-    point = raw[:, median_index(quantiles)] if quantiles and raw.ndim == 2 else raw.reshape(len(y))
+    point = point_values(raw, quantiles)
     err = y - point
     var = float(np.var(y))
     out: dict[str, Any] = {
@@ -389,12 +395,17 @@ def kind_metrics(spec: Any, y: np.ndarray, raw: np.ndarray, info: ModelInfo) -> 
     return regression_metrics(y, raw, info.quantiles)
 
 
+def as_number(value: Any) -> float | None:
+    """A metric read back from JSON as a float, or None when it is not a number (None, NaN, a bool, a dict)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value == value else None
+
+
 def headline(kind: str, metrics: dict[str, Any]) -> str:
     """The metrics a person reads first, as one phrase (``train``, ``model list``)."""
 
     def f(name: str, label: str) -> str | None:
-        v = metrics.get(name)
-        return f"{label} {v:.4f}" if isinstance(v, int | float) and v == v else None
+        v = as_number(metrics.get(name))
+        return f"{label} {v:.4f}" if v is not None else None
 
     names = {
         "binary": [("auc", "AUC"), ("logloss", "log loss")],

@@ -25,6 +25,7 @@ from typing import Any
 from pipeline import db
 from pipeline.config import Settings
 from pipeline.errors import redact
+from pipeline.kinds import as_number
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("extracted", "valid", "quarantined", "scored", "published")
@@ -117,7 +118,7 @@ def _evaluation(gauge: Any, job: str, evaluation: Any) -> None:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    return as_number(value) is not None
 
 
 def _midnight(day: Any) -> float:

@@ -44,7 +44,8 @@ class ModelVersion:
         return [f["name"] for f in self.features]
 
 
-def _who() -> str:
+def current_user() -> str:
+    """The login registering or moving a version (``created_by``, ``changed_by``)."""
     try:
         return getpass.getuser()
     except Exception:
@@ -97,7 +98,7 @@ def register(
                         "metrics": json.dumps(manifest["metrics"]),
                         "window": json.dumps(manifest["training_window"], default=str),
                         "xgb": manifest["xgboost_version"],
-                        "by": by or _who(),
+                        "by": by or current_user(),
                         "kind": manifest.get("kind", "binary"),
                         "origin": json.dumps(manifest.get("origin"), default=str) if manifest.get("origin") else None,
                     },
@@ -173,9 +174,9 @@ def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, 
     get_version(eng, name, version)  # must exist
     with eng.begin() as conn:
         prev = conn.execute(db.query("lock_model_alias"), {"n": name, "a": alias}).scalar()
-        conn.execute(db.query("upsert_model_alias"), {"name": name, "alias": alias, "version": version, "by": by or _who()})
+        conn.execute(db.query("upsert_model_alias"), {"name": name, "alias": alias, "version": version, "by": by or current_user()})
         conn.execute(
-            db.query("insert_model_alias_history"), {"n": name, "a": alias, "f": prev, "t": version, "b": by or _who(), "r": reason}
+            db.query("insert_model_alias_history"), {"n": name, "a": alias, "f": prev, "t": version, "b": by or current_user(), "r": reason}
         )
     return prev
 

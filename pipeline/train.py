@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import db, kinds, registry
-from pipeline.assess import assess, labels, score_reference
+from pipeline.assess import assess, labels, manifest, score_reference
 from pipeline.config import Settings
 from pipeline.drift import feature_reference
 from pipeline.errors import ModelError, NightscoreError
-from pipeline.features import feature_types, training_frame
+from pipeline.features import training_frame
 from pipeline.jobs import JobSpec
 from pipeline.schedule import default_day
 from pipeline.storage import open_store
@@ -116,22 +116,16 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "holdout_start": holdout_start,
         "holdout_end": end,
     }
-    manifest = {
-        "job": spec.name,
-        "kind": kind,
-        "model": info.to_json(),
-        "features": [f.model_dump(exclude_none=True) for f in spec.features],
-        "feature_types": feature_types(spec),
-        "metrics": metrics,
-        "training_window": window,
-        "params": params,
-        "num_boost_round": t.num_boost_round,
-        "xgboost_version": xgb.__version__,
-        "format": "ubj",
-        "origin": {"how": "trained", "job": spec.name},
-        # what drift is measured against: binned distributions, no raw rows (pipeline/drift.py)
-        "reference": {**score_reference(spec, held), "features": feature_reference(spec, train_t)},
-    }
+    man = manifest(
+        spec,
+        info,
+        metrics=metrics,
+        window=window,
+        reference={**score_reference(spec, held), "features": feature_reference(spec, train_t)},
+        origin={"how": "trained", "job": spec.name},
+        params=params,
+        num_boost_round=t.num_boost_round,
+    )
     eng = db.ready_engine(settings)
     store = open_store(settings)
     model_bytes = bytes(booster.save_raw("ubj"))
@@ -141,7 +135,7 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         reason = f"byte-identical to the registered v{same.version}: nothing new registered"
         log.info("model %s: %s", spec.model.name, reason)
         return TrainResult(same.name, same.version, metrics, False, reason, champion, registered=False)
-    mv = registry.register(eng, store, spec.model.name, model_bytes, manifest)
+    mv = registry.register(eng, store, spec.model.name, model_bytes, man)
     promoted, reason = decide(eng, store, spec, promote, champion, metrics, hold_t, y_hold)
     if promoted:
         registry.set_alias(eng, spec.model.name, spec.model.alias, mv.version, reason=reason)

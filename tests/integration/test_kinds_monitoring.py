@@ -23,6 +23,7 @@ from pipeline.lookback import write_report
 from pipeline.run import score_partition
 from pipeline.storage import model_prefix, open_store
 from tests.conftest import create_database, drop_database, make_settings
+from tests.integration.test_cli import _env
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,15 @@ def _source_rows(ds: date) -> list[dict]:
     z = x1 + 0.3 * x2 + 0.5 * effect + rng.normal(0, 0.5, ROWS)
     klass = np.digitize(z, [0.6, 1.6, 2.6])
     return [
-        {"ds": ds, "item_id": i + 1, "x1": float(x1[i]), "x2": float(x2[i]), "cat": "abc"[cat[i]], "target": float(target[i]), "klass": CLASSES[klass[i]]}
+        {
+            "ds": ds,
+            "item_id": i + 1,
+            "x1": float(x1[i]),
+            "x2": float(x2[i]),
+            "cat": "abc"[cat[i]],
+            "target": float(target[i]),
+            "klass": CLASSES[klass[i]],
+        }
         for i in range(ROWS)
     ]
 
@@ -170,7 +179,9 @@ def _evaluation(settings, job: str, day: date) -> dict:
 
 def _model_metrics(settings, name: str, version: int) -> dict:
     with db.engine(settings).connect() as conn:
-        return conn.execute(sa.text("SELECT metrics FROM model_versions WHERE model_name = :n AND version = :v"), {"n": name, "v": version}).scalar_one()
+        return conn.execute(
+            sa.text("SELECT metrics FROM model_versions WHERE model_name = :n AND version = :v"), {"n": name, "v": version}
+        ).scalar_one()
 
 
 def _js(p: np.ndarray, q: np.ndarray) -> float:
@@ -254,7 +265,9 @@ def test_a_quantile_regression_day_is_measured_graded_and_reported_by_its_own_me
     job = (("scoring_job", "demand"),)
     assert got[("nightscore_evaluation_value", (("metric", "rmse"), *job))] == pytest.approx(m["rmse"])
     assert got[("nightscore_evaluation_value", (("metric", "coverage"), *job))] == pytest.approx(m["coverage"])
-    assert got[("nightscore_evaluation_comparison", (("comparison", "rmse_rise"), *job))] == pytest.approx(row["levels"]["rmse_rise"]["value"])
+    assert got[("nightscore_evaluation_comparison", (("comparison", "rmse_rise"), *job))] == pytest.approx(
+        row["levels"]["rmse_rise"]["value"]
+    )
     assert ("nightscore_evaluation_value", (("metric", "auc"), *job)) not in got
 
 
@@ -331,23 +344,20 @@ def test_a_multiclass_day_gets_its_confusion_matrix_class_drift_and_report(kinds
     job = (("scoring_job", "tier"),)
     last = _evaluation(s, "tier", SCORED[1])["metrics"]
     assert got[("nightscore_evaluation_value", (("metric", "accuracy"), *job))] == pytest.approx(last["accuracy"])
-    assert got[("nightscore_evaluation_class_value", (("class", "gold"), ("metric", "recall"), *job))] == pytest.approx(last["recall"]["gold"])
+    assert got[("nightscore_evaluation_class_value", (("class", "gold"), ("metric", "recall"), *job))] == pytest.approx(
+        last["recall"]["gold"]
+    )
     assert got[("nightscore_drift_value", (("feature", "predicted_class"), ("metric", "js"), *job))] == pytest.approx(drift["js"].value)
     # the command line: the line by kind and the confusion matrix
-    env = {
-        "NIGHTSCORE_HOME": str(s.home),
-        "NIGHTSCORE_DATABASE_URL": s.database_url,
-        "NIGHTSCORE_ARTIFACT_URI": s.artifact_uri,
-        "NIGHTSCORE_JOBS_DIR": str(s.jobs_dir),
-        "NIGHTSCORE_THREADS": "2",
-        "COLUMNS": "200",
-    }
+    env = _env(s, COLUMNS="200")
     res = CliRunner().invoke(app, ["evaluate", "--job", "tier", "--ds", SCORED[1].isoformat(), "--early"], env=env)
     assert res.exit_code == 0, res.output
     assert f"accuracy {last['accuracy']:.4f}" in res.output and "recall" in res.output
     conf = _evaluation(s, "tier", SCORED[1])["metrics"]["confusion"]
     assert re.search(r"platinum\s+" + r"\s+".join(f"{n:,}" for n in conf[3]), res.output), res.output
-    res = CliRunner().invoke(app, ["report", "--job", "tier", "--days", "3", "--end", SCORED[1].isoformat(), "--out", str(tmp_path / "r.html")], env=env)
+    res = CliRunner().invoke(
+        app, ["report", "--job", "tier", "--days", "3", "--end", SCORED[1].isoformat(), "--out", str(tmp_path / "r.html")], env=env
+    )
     assert res.exit_code == 0 and "2 evaluated day(s); latest evaluated day" in res.output, res.output
 
 
@@ -362,11 +372,15 @@ def test_outcomes_that_do_not_fit_the_kind_are_refused_with_the_value_and_the_fi
         score_partition(s, job, day)
     jobs = tmp_path / "jobs"
     shutil.copytree(s.jobs_dir, jobs)
-    (jobs / "tier_outcomes.sql").write_text("SELECT item_id, CASE WHEN item_id = 5 THEN 'diamond' ELSE klass END AS klass FROM kinds.items WHERE ds = :ds")
+    (jobs / "tier_outcomes.sql").write_text(
+        "SELECT item_id, CASE WHEN item_id = 5 THEN 'diamond' ELSE klass END AS klass FROM kinds.items WHERE ds = :ds"
+    )
     with pytest.raises(NightscoreError, match=re.escape("['diamond']")) as exc:
         evaluate_day(s, load_job(jobs, "tier"), day, today=TODAY)
     assert "decision.classes" in str(exc.value) and str(jobs / "tier_outcomes.sql") in str(exc.value)
-    (jobs / "demand_outcomes.sql").write_text("SELECT item_id, CASE WHEN item_id = 5 THEN 'NaN'::float8 ELSE target END AS target FROM kinds.items WHERE ds = :ds")
+    (jobs / "demand_outcomes.sql").write_text(
+        "SELECT item_id, CASE WHEN item_id = 5 THEN 'NaN'::float8 ELSE target END AS target FROM kinds.items WHERE ds = :ds"
+    )
     with pytest.raises(NightscoreError, match="not finite") as exc:
         evaluate_day(s, load_job(jobs, "demand"), day, today=TODAY)
     assert "finite number" in str(exc.value)
@@ -380,7 +394,9 @@ def test_outcomes_that_do_not_fit_the_kind_are_refused_with_the_value_and_the_fi
     assert ev.rows_labelled == 500 and ev.rows_published == ROWS
     assert ev.metrics["accuracy"] == pytest.approx(float(np.mean([r["label"] == r["klass"] for r in rows])), abs=1e-6)
     # a spec whose kind changed since the day was scored
-    (jobs / "tier.yml").write_text(MULTICLASS.replace("kind: multiclass", "kind: regression").replace(f"decision:\n  classes: {CLASSES}\n", ""))
+    (jobs / "tier.yml").write_text(
+        MULTICLASS.replace("kind: multiclass", "kind: regression").replace(f"decision:\n  classes: {CLASSES}\n", "")
+    )
     with pytest.raises(NightscoreError, match="a multiclass model; the spec's model.kind is now regression"):
         evaluate_day(s, load_job(jobs, "tier"), day, today=TODAY)
 
@@ -392,7 +408,9 @@ def test_outcomes_turned_round_alert_for_every_kind(kinds_settings, webhook):
     with db.engine(s).begin() as conn:  # what drove the outcomes changed after the day was scored
         conn.execute(sa.text("UPDATE kinds.items SET target = 28 - target WHERE ds = :d"), {"d": TURNED})
         conn.execute(
-            sa.text("UPDATE kinds.items SET klass = (ARRAY['platinum','gold','silver','bronze'])[array_position(ARRAY['bronze','silver','gold','platinum'], klass)] WHERE ds = :d"),
+            sa.text(
+                "UPDATE kinds.items SET klass = (ARRAY['platinum','gold','silver','bronze'])[array_position(ARRAY['bronze','silver','gold','platinum'], klass)] WHERE ds = :d"
+            ),
             {"d": TURNED},
         )
     demand = evaluate_day(s, load_job(s.jobs_dir, "demand"), TURNED, today=TODAY)

@@ -27,15 +27,20 @@ def _migrate_until(eng: sa.Engine, last: str, monkeypatch) -> None:
     monkeypatch.setattr(db, "migration_files", lambda: every)
 
 
+def _new_run(conn: sa.Connection, job: str, ds: date) -> tuple[uuid.UUID, str]:
+    """A running run of (job, ds) in the ledger, and a loading table name of the form the functions accept."""
+    run_id = uuid.uuid4()
+    conn.execute(
+        sa.text("INSERT INTO scoring_runs (run_id, job, ds, status, started_at) VALUES (:r, :j, :d, 'running', now())"),
+        {"r": run_id, "j": job, "d": ds},
+    )
+    return run_id, f"load_{run_id.hex[:12]}_{uuid.uuid4().hex[:12]}"
+
+
 def _publish_old_way(eng: sa.Engine, job: str, ds: date) -> None:
     """A day published as the pipeline did at schema 011: its three-argument loading table, rows, seal, swap."""
-    run_id = uuid.uuid4()
-    name = f"load_{run_id.hex[:12]}_{uuid.uuid4().hex[:12]}"
     with eng.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO scoring_runs (run_id, job, ds, status, started_at) VALUES (:r, :j, :d, 'running', now())"),
-            {"r": run_id, "j": job, "d": ds},
-        )
+        run_id, name = _new_run(conn, job, ds)
         conn.execute(sa.text("SELECT nightscore_create_loading_table(:n, :j, :d)"), {"n": name, "j": job, "d": ds})
         conn.execute(
             sa.text(
@@ -46,7 +51,9 @@ def _publish_old_way(eng: sa.Engine, job: str, ds: date) -> None:
         )
         conn.execute(sa.text("SELECT nightscore_seal_loading_table(:n)"), {"n": name})
         conn.execute(sa.text("SELECT nightscore_lock_partition(:j, :d)"), {"j": job, "d": ds})
-        conn.execute(sa.text("SELECT nightscore_swap_partition(:n, :j, :d, :r, :rows)"), {"n": name, "j": job, "d": ds, "r": run_id, "rows": ROWS})
+        conn.execute(
+            sa.text("SELECT nightscore_swap_partition(:n, :j, :d, :r, :rows)"), {"n": name, "j": job, "d": ds, "r": run_id, "rows": ROWS}
+        )
 
 
 @pytest.fixture()
@@ -108,13 +115,8 @@ def test_migration_keeps_published_days_and_the_readers_view(old_database, reade
 
 
 def _publish_new_way(eng: sa.Engine, job: str, ds: date, kind: str, score: float, scores: str | None) -> None:
-    run_id = uuid.uuid4()
-    name = f"load_{run_id.hex[:12]}_{uuid.uuid4().hex[:12]}"
     with eng.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO scoring_runs (run_id, job, ds, status, started_at) VALUES (:r, :j, :d, 'running', now())"),
-            {"r": run_id, "j": job, "d": ds},
-        )
+        run_id, name = _new_run(conn, job, ds)
         conn.execute(sa.text("SELECT nightscore_create_loading_table(:n, :j, :d, :k)"), {"n": name, "j": job, "d": ds, "k": kind})
         conn.execute(
             sa.text(f"INSERT INTO nightscore_staging.{name} VALUES (:j, :d, 'e1', :s, NULL, 'm', 1, :r, now(), CAST(:js AS jsonb))"),
