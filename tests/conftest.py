@@ -131,12 +131,27 @@ def s3_endpoint():
     moto.stop()
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def _free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range (Linux: from 32768). A server started with it
+    binds some of its ports only later (SeaweedFS's WebDAV once S3 answers); an ephemeral port could meanwhile
+    be taken by any outgoing connection, which happened once and stopped SeaweedFS mid-session."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.randrange(20_000, 32_000)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
 
 
 def start_seaweedfs(data: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +26,11 @@ from sqlalchemy.engine import make_url
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT
-from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, drop_database, flip_outcomes, shift_day
+from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, _free_port, drop_database, flip_outcomes, shift_day
 from tests.dags.conftest import connection_env
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
