@@ -19,8 +19,7 @@ _JOBS_DIR: list[Path] = [jobs_dir_from_env() or Path(__file__).resolve().parent.
 def use_jobs_dir(folder: Path) -> Path:
     """Called by each DAG file with the ``jobs`` folder beside it: the job specs its DAGs and tasks read,
     unless NIGHTSCORE_JOBS_DIR names others. Returns the folder in use."""
-    if jobs_dir_from_env() is None:
-        _JOBS_DIR[0] = folder
+    _JOBS_DIR[0] = jobs_dir_from_env() or folder  # the variable as it is now: a test or a worker may set it late
     return _JOBS_DIR[0]
 
 
@@ -71,11 +70,39 @@ def postgres_uri(pg: Any) -> str:
     ).render_as_string(hide_password=False)
 
 
-def task_settings() -> Any:
+def source_uri(conn: Any) -> str:
+    """A source database's URL from its Airflow Connection: a Postgres connection as libpq wants it, a SQLite
+    one from its host (the file's path), any other from the connection's own URI (``dialect://...``)."""
+    if conn.conn_type in ("postgres", "postgresql"):
+        return postgres_uri(conn)
+    if conn.conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    return str(conn.get_uri())
+
+
+def source_connections(job: str | None) -> dict[str, str]:
+    """The URL of the job's source connection (``source.connection``), when Airflow has a Connection of that
+    name; outside Airflow's Connections the task falls back to NIGHTSCORE_CONN_<NAME> like the CLI."""
+    if job is None:
+        return {}
+    name = load_spec(job).source.connection
+    conn = _connection(name) if name else None
+    if conn is None:
+        return {}
+    from pipeline.errors import register_secret
+
+    register_secret(conn.password)  # never in a log line or an error message
+    log.info("source: Airflow connection %s (%s)", name, conn.conn_type)
+    return {name.upper(): source_uri(conn)}
+
+
+def task_settings(job: str | None = None) -> Any:
     """`pipeline` settings for this task: environment defaults, then the Airflow connections if they exist.
 
     Without a ``nightscore_postgres`` connection the embedded PostgreSQL under ``.nightscore/`` is used
     (what ``make airflow`` runs on); without ``nightscore_s3`` the artifact store is NIGHTSCORE_ARTIFACT_URI.
+    With ``job``, its source's connection (``source.connection``) is resolved here too and handed to
+    ``pipeline`` as a plain URL (:func:`source_connections`).
     """
     from pipeline.config import load_settings, settings_from_connections
 
@@ -85,6 +112,9 @@ def task_settings() -> Any:
     aws = _connection(aws_id)
     aws_dict = None if aws is None else {"login": aws.login, "password": aws.password, "extra": aws.extra_dejson}
     settings = settings_from_connections(base, None if pg is None else postgres_uri(pg), aws_dict)
+    sources = source_connections(job)
+    if sources:  # the Airflow Connection wins over a NIGHTSCORE_CONN_<NAME> variable of the same name
+        settings = settings.with_overrides(connections={**settings.connections, **sources})
     log.info(
         "database: %s (%s); artifacts: %s (%s)",
         "connection " + postgres_id if pg is not None else "NIGHTSCORE_DATABASE_URL or the embedded server",

@@ -50,7 +50,7 @@ def begin(job: str, context: Any) -> list[dict[str, Any]]:
     from pipeline import run
 
     _as_owner(context)
-    settings = task_settings()
+    settings = task_settings(job)
     spec = load_spec(job)
     params = context["params"]
     with run.interruptible():
@@ -108,7 +108,7 @@ def shard(state: dict[str, Any], index: int, context: Any) -> dict[str, Any]:
 
     _as_owner(context)
     with run.interruptible():
-        out = run.shard_step(task_settings(), run.RunState.from_dict(state), index)
+        out = run.shard_step(task_settings(state["job"]), run.RunState.from_dict(state), index)
     log.info(
         "run %s %s %s: shard %d of %d done (try %d); counts %s", out.run_id, out.job, out.ds, index, out.shards, out.attempt, out.counts
     )
@@ -125,7 +125,7 @@ def step(name: str, state: dict[str, Any], context: Any | None = None) -> dict[s
         _as_owner(context)
     fn = {"publish": run.publish_step, "finish": run.finish_step}[name]
     with run.interruptible():
-        out = fn(task_settings(), run.RunState.from_dict(state))
+        out = fn(task_settings(state["job"]), run.RunState.from_dict(state))
     log.info("run %s %s %s: %s done; counts %s", out.run_id, out.job, out.ds, name, out.counts)
     return out.to_dict()
 
@@ -139,7 +139,7 @@ def evaluate(job: str, context: Any) -> dict[str, Any]:
     from pipeline.metrics import export
     from pipeline.schedule import job_today
 
-    settings = task_settings()
+    settings = task_settings(job)
     spec = load_spec(job)
     params = context["params"]
     today = job_today(spec.timezone, context["dag_run"].run_after)
@@ -159,7 +159,7 @@ def train(job: str, context: Any) -> dict[str, Any]:
     from pipeline.train import train_model
 
     log.info("training %s because of %s", job, training_reason(context))
-    settings = task_settings()
+    settings = task_settings(job)
     spec = load_spec(job)
     params = context["params"]
     drifted = [e["ds"] for e in drift_events(context) if e.get("ds")]

@@ -98,6 +98,9 @@ class Settings:
     # (None: <home>/metrics); see pipeline/metrics.py
     pushgateway_url: str | None = None
     metrics_dir: Path | None = None
+    # source connections' URLs by NAME in capitals: NIGHTSCORE_CONN_<NAME> (or its _FILE), and inside Airflow the
+    # Connection a task resolves for its job (pipeline/sources.py)
+    connections: dict[str, str] = field(default_factory=dict, repr=False)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,7 +160,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_secret_key=s3_secret,
         pushgateway_url=env.get("NIGHTSCORE_PUSHGATEWAY_URL") or None,
         metrics_dir=Path(env["NIGHTSCORE_METRICS_DIR"]).resolve() if env.get("NIGHTSCORE_METRICS_DIR") else None,
+        connections=_connections(env),
     )
+
+
+def _connections(env: dict[str, str]) -> dict[str, str]:
+    """Every ``NIGHTSCORE_CONN_<NAME>`` (or ``..._FILE``) as {NAME: URL}, their passwords registered as secrets."""
+    names = {k.removeprefix("NIGHTSCORE_CONN_").removesuffix("_FILE") for k in env if k.startswith("NIGHTSCORE_CONN_")}
+    found = {name: url for name in sorted(names) if name and (url := connection_url(name, env))}
+    for url in found.values():
+        _register_secrets(url)
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,6 +222,18 @@ def failpoint_file(env: Mapping[str, str] | None = None) -> Path:
             fix="set NIGHTSCORE_FAILPOINT_FILE to the marker file the test watches, or unset NIGHTSCORE_FAILPOINT",
         )
     return Path(path)
+
+
+def connection_url(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The URL of a job source's connection ``name`` outside Airflow: ``NIGHTSCORE_CONN_<NAME>`` (the name in
+    capitals), else the contents of the file ``NIGHTSCORE_CONN_<NAME>_FILE`` names (for a secret mounted as a
+    file); None when neither is set."""
+    environ = _environ(env)
+    var = "NIGHTSCORE_CONN_" + name.upper()
+    if environ.get(var):
+        return environ[var].strip()
+    secret = _secret_file(dict(environ), var + "_FILE")
+    return secret.strip() if secret else None
 
 
 def jobs_dir_from_env(env: Mapping[str, str] | None = None) -> Path | None:

@@ -18,6 +18,7 @@ later outcomes draw from noise of their own, so the churn columns are exactly wh
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -136,15 +137,54 @@ def _renewal(
     return basket_value, np.where(churned, 3, chosen)
 
 
-def load_demo_data(settings: Settings, start: date, end: date, customers: int = 20_000) -> dict[str, int]:
+PARQUET_PREFIX = "demo/customer_activity"  # under the artifact store: the plan_choice job's Parquet source
+
+
+def parquet_day_uri(settings: Settings, ds: date) -> str:
+    """Where the demo's Parquet export of a day lies: ``{artifacts}/demo/customer_activity/ds=<day>/part-0.parquet``."""
+    return f"{settings.artifact_uri.rstrip('/')}/{PARQUET_PREFIX}/ds={ds.isoformat()}/part-0.parquet"
+
+
+def export_parquet(settings: Settings, start: date, end: date, customers: int = 20_000, *, rewrite: tuple[date, ...] = ()) -> int:
+    """The days ``start``..``end`` of the demo data as Parquet files in the artifact store (a folder, or S3 as
+    configured), one hive partition folder per day, as a data lake would hold them: the source of the
+    ``plan_choice`` job. Days already there are kept unless in ``rewrite``. Returns the days written."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    from pipeline.sources import s3_filesystem
+
+    written = 0
+    for i in range((end - start).days + 1):
+        ds = start + timedelta(days=i)
+        uri = parquet_day_uri(settings, ds)
+        filesystem, path = (s3_filesystem(settings), uri.removeprefix("s3://")) if uri.startswith("s3://") else (fs.LocalFileSystem(), uri)
+        if ds not in rewrite and filesystem.get_file_info(path).type == fs.FileType.File:
+            continue
+        if not uri.startswith("s3://"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # several row groups a day, as a writer of a lake would leave them: a sharded run splits by row group
+        table = generate_day(ds, customers)
+        table = table.drop_columns(["ds"]) if "ds" in table.column_names else table  # the day is the folder's ds=
+        pq.write_table(table, path, filesystem=filesystem, row_group_size=max(1, customers // 4))
+        written += 1
+    return written
+
+
+def load_demo_data(
+    settings: Settings, start: date, end: date, customers: int = 20_000, *, parquet: bool = True
+) -> dict[str, int]:
     """Make sure ``demo.customer_activity`` holds days ``start``..``end`` (inclusive).
 
     Days already present with the expected row count and every outcome are kept; others are (re)written:
     days present with another row count (another ``customers``, or half-written) are replaced, and so are
     days written before the ``basket_value`` and ``next_plan`` columns existed (their rows lack them; the
     rewritten rows have the same churn columns as before, the generator being deterministic).
+    With ``parquet``, the days are also exported as Parquet files into the artifact store
+    (:func:`export_parquet`: the ``plan_choice`` job reads them from there).
     Returns ``{"days_written": .., "days_replaced": .. (of those written: another row count),
-    "days_completed": .. (of those written: the later outcomes were missing), "days_kept": .., "rows": ..}``.
+    "days_completed": .. (of those written: the later outcomes were missing), "days_kept": .., "rows": ..,
+    "parquet_days": .. (Parquet files written)}``.
     """
     eng = db.ready_engine(settings)
     with eng.begin() as conn:
@@ -162,7 +202,9 @@ def load_demo_data(settings: Settings, start: date, end: date, customers: int = 
             conn.commit()
     replaced = sum(1 for d in todo if d in have and have[d][0] != customers)  # another customer count (or half-written)
     completed = sum(1 for d in todo if d in have and have[d][0] == customers)  # right count, later outcomes missing
+    exported = export_parquet(settings, start, end, customers, rewrite=tuple(todo)) if parquet else 0
     return {
+        "parquet_days": exported,
         "days_written": len(todo),
         "days_replaced": replaced,
         "days_completed": completed,

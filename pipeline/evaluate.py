@@ -28,6 +28,7 @@ from pipeline import db, evaluate_kinds, kinds
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError
 from pipeline.jobs import JobSpec
+from pipeline.keys import describe_key, entity_ids
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +195,22 @@ def load_outcomes(settings: Settings, spec: JobSpec, ds: date) -> pd.DataFrame:
     assert spec.evaluation is not None
     where = str(spec.spec_dir / spec.evaluation.sql)
     label = spec.outcome_label
-    with db.adbc_connect(settings) as conn, conn.cursor() as cur:
-        cur.execute(spec.outcomes_sql(ds))
-        table = cur.fetch_arrow_table()
-    missing = [c for c in (spec.entity_key, label) if c not in table.column_names]
+    from pipeline.sources import read_query
+
+    table = read_query(settings, spec, spec.evaluation.sql, f"the outcome query of job {spec.name!r} for {ds}", ds=ds)
+    key_names = ", ".join(spec.key_columns)
+    missing = [c for c in (*spec.key_columns, label) if c not in table.column_names]
     if missing:
         raise NightscoreError(
-            f"the outcome query of job {spec.name!r} lacks columns {missing}", where=where, fix=f"select {spec.entity_key} and {label}"
+            f"the outcome query of job {spec.name!r} lacks columns {missing}", where=where, fix=f"select {key_names} and {label}"
         )
     col = table.column(label)
     kind = spec.model.kind
     if kind == "binary" and not (pa.types.is_boolean(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         raise NightscoreError(
-            f"the outcome column {label!r} is {col.type}, not a boolean or 0/1", where=where, fix=f"select {label} as a boolean or 0/1 number"
+            f"the outcome column {label!r} is {col.type}, not a boolean or 0/1",
+            where=where,
+            fix=f"select {label} as a boolean or 0/1 number",
         )
     table = table.filter(pc.is_valid(col))
     try:
@@ -216,14 +220,15 @@ def load_outcomes(settings: Settings, spec: JobSpec, ds: date) -> pd.DataFrame:
     outcome: np.ndarray = values.astype(np.int8 if kind == "binary" else np.int64)
     if kind == "regression":  # the values as they are (encode_labels checked them; float32 is XGBoost's)
         outcome = np.asarray(pc.cast(table.column(label), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-    keys = pc.cast(table.column(spec.entity_key), pa.string()).to_numpy(zero_copy_only=False)
+    keys = entity_ids(table, spec.key_columns).to_numpy(zero_copy_only=False)
     frame = pd.DataFrame({"entity_id": keys, "outcome": outcome})
     dupes = frame["entity_id"].duplicated()
     if dupes.any():
         raise NightscoreError(
-            f"the outcome query returns {int(dupes.sum())} repeated {spec.entity_key} values for {ds} (e.g. {frame['entity_id'][dupes].iloc[0]})",
+            f"the outcome query returns {int(dupes.sum())} repeated keys ({key_names}) for {ds} "
+            f"(e.g. {describe_key(frame['entity_id'][dupes].iloc[0], spec.key_columns)})",
             where=where,
-            fix=f"return one outcome per {spec.entity_key} and day",
+            fix=f"return one outcome per {key_names} and day",
         )
     return frame
 

@@ -1,4 +1,4 @@
-"""Extract: one (job, ds) partition from PostgreSQL into ``features.parquet``, streamed as Arrow batches."""
+"""Extract: one (job, ds) partition from the job's source (:mod:`pipeline.sources`) into ``features.parquet``, streamed as Arrow batches."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import db
+from pipeline import db, keys
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError, SourceError
 from pipeline.feed import BatchFeed
@@ -23,6 +23,7 @@ class Extracted:
     uri: str
     rows: int
     sha256: str  # content hash of the snapshot file
+    schema: pa.Schema | None = None  # what the source returned (the key's types for the job's view)
 
 
 def file_sha256(path: Path) -> str:
@@ -41,29 +42,33 @@ def extract(
     prefix: str,
     workdir: Path,
     *,
-    sql: str | None = None,
+    shard: int = 0,
+    shards: int = 1,
     feed: BatchFeed | None = None,
 ) -> Extracted:
-    """Run the job's source query for ``ds`` (or ``sql``: one shard of it) and store the rows as
-    ``<prefix>/features.parquet``.
+    """Read the job's source for ``ds`` (shard ``shard`` of ``shards``; :mod:`pipeline.sources`) and store
+    the rows as ``<prefix>/features.parquet``, one batch in memory at a time.
 
     With ``feed``, the schema and then each batch written are handed to it as well (the one-pass run
     validates them on another thread while the source is still being read)."""
-    sql = sql or spec.source_sql(ds)
+    from pipeline.sources import open_source
+
     out = workdir / "features.parquet"
     rows = 0
+    schema = None
+    where = spec.source_where()
     try:
-        with db.adbc_connect(settings) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            reader = cur.fetch_record_batch()
+        with open_source(settings, spec, ds, shard=shard, shards=shards) as stream:
+            schema = stream.schema
+            keys.check_key_types(schema, spec.key_columns, where=where)
             # lz4: the snapshot is read back at once by validate and score; zstd saved 6% of the size here
             # but took 4x longer to read. Dictionary pages only for strings: on continuous numbers they are
             # built and thrown away, which tripled the write time (measured by make bench).
-            strings = [f.name for f in reader.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            strings = [f.name for f in stream.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
             if feed is not None:
-                feed.open(reader.schema)
-            with pq.ParquetWriter(out, reader.schema, compression="lz4", use_dictionary=strings) as writer:
-                for batch in reader:
+                feed.open(stream.schema)
+            with pq.ParquetWriter(out, stream.schema, compression="lz4", use_dictionary=strings) as writer:
+                for batch in stream.batches:
                     writer.write_batch(batch)
                     rows += batch.num_rows
                     if feed is not None:
@@ -74,12 +79,12 @@ def extract(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(
             f"the source query of job {spec.name!r} for {ds} failed: {first}",
-            where=str(spec.source.path(spec.spec_dir)),
+            where=where,
             fix="run the query by hand (psql) to see the full error, then correct the query or the source table",
         ) from exc
     digest = file_sha256(out)
     uri = store.put_file(f"{prefix}/features.parquet", out, move=True)
-    return Extracted(uri=uri, rows=rows, sha256=digest)
+    return Extracted(uri=uri, rows=rows, sha256=digest, schema=schema)
 
 
 def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, window: int = 14) -> NightscoreError:
@@ -94,17 +99,29 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
     complete = latest_complete_day(datetime.now(UTC), spec.timezone)
     found: dict[str, date | None] = {"before": None, "after": None}
     try:
-        with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+        if spec.source.kind != "database":
+            from pipeline.sources import has_rows
+
             for side, step in (("before", -1), ("after", 1)):
                 for k in range(1, window + 1):
                     day = ds + timedelta(days=step * k)
                     if day > complete and step > 0:
                         break
-                    # stays in code: it wraps the job's own query text (SQL, not a value or an identifier) as a subquery
-                    cur.execute(f"SELECT 1 FROM {subquery(spec.source_sql(day))} LIMIT 1")
-                    if cur.fetchone() is not None:
+                    if has_rows(settings, spec, day):
                         found[side] = day
                         break
+        else:
+            with db.adbc_connect(settings) as conn, conn.cursor() as cur:
+                for side, step in (("before", -1), ("after", 1)):
+                    for k in range(1, window + 1):
+                        day = ds + timedelta(days=step * k)
+                        if day > complete and step > 0:
+                            break
+                        # stays in code: it wraps the job's own query text (SQL, not a value or an identifier) as a subquery
+                        cur.execute(f"SELECT 1 FROM {subquery(spec.source_sql(day))} LIMIT 1")
+                        if cur.fetchone() is not None:
+                            found[side] = day
+                            break
     except Exception:  # the hint is a courtesy; the error stands without it
         pass
 
@@ -118,7 +135,7 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
     suggestion = found["before"] or (found["after"] if found["after"] and found["after"] <= complete else None)
     return ValidationFailed(
         f"the source has no rows for {spec.name} {ds}{over} ({state}); the nearest days with rows: {near('before')}, {near('after')}",
-        where=str(spec.source.path(spec.spec_dir)),
+        where=spec.source_where(),
         fix=(f"score a day that has data (--ds {suggestion}), or " if suggestion else "")
         + "check that the day's data has arrived in the source; nothing was published and the previous data is untouched",
     )

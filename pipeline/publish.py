@@ -123,14 +123,21 @@ def create_loading_table(eng: Engine, name: str, job: str, ds: date, kind: str =
         conn.execute(db.query("create_loading_table"), {"name": name, "job": job, "ds": ds, "kind": kind})
 
 
-def load_shard(settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool) -> int:
+def load_shard(
+    settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool, by_keys: bool = False
+) -> int:
     """COPY one shard's predictions into the run's loading table. With ``clear`` (an earlier attempt of the
     shard may have loaded rows) the shard's rows are deleted first: a retried shard replaces what it loaded
-    before and nothing else. Returns the rows loaded."""
+    before and nothing else. The shard's rows are those whose key hashes to it, or with ``by_keys`` (a Parquet
+    source's shards are row groups) the keys in ``path``. Returns the rows loaded."""
     expected = pq.ParquetFile(path).metadata.num_rows
     if clear:
         with eng.begin() as conn:
-            gone = conn.execute(db.query("clear_shard"), {"name": name, "shard": shard, "shards": shards}).scalar()
+            if by_keys:
+                ids = pq.read_table(path, columns=["entity_id"]).column("entity_id").to_pylist()
+                gone = conn.execute(db.query("clear_keys"), {"name": name, "keys": ids}).scalar()
+            else:
+                gone = conn.execute(db.query("clear_shard"), {"name": name, "shard": shard, "shards": shards}).scalar()
         if gone:
             log.info("shard %d: %d rows of an earlier attempt removed from %s", shard, gone, name)
     staged = load(settings, path, name)

@@ -41,17 +41,28 @@ class Initialized:
     database: str
     applied: list[str]  # the migrations applied now; empty: the database was up to date
     artifacts: str
+    views: dict[str, str]  # job -> its typed view (predictions_<job>), or why it waits for the job's first run
 
 
 def initialize(settings: Settings) -> Initialized:
     """Apply the SQL migrations and create the artifact store (an S3 bucket, or a folder)."""
+    from pipeline.jobs import load_spec
     from pipeline.storage import open_store
+    from pipeline.views import ensure_views
 
     applied = db.migrate(db.engine(settings))
     store = open_store(settings)
     if hasattr(store, "ensure_bucket"):
         store.ensure_bucket()
-    return Initialized(db.safe_url(db.database_url(settings)), applied, store.root_uri)
+    specs, views = [], {}
+    for path in spec_files(settings.jobs_dir):
+        try:
+            specs.append(load_spec(path))
+        except NightscoreError as exc:  # `nightscore jobs --check` reports it; init goes on with the others
+            views[path.stem] = f"not loaded: {exc.what}"
+    for spec in specs:  # each job's typed view, from its source's schema for its latest complete day
+        views.update(ensure_views(settings, [spec], default_day(spec.timezone)))
+    return Initialized(db.safe_url(db.database_url(settings)), applied, store.root_uri, views)
 
 
 def demo_jobs(settings: Settings) -> list[str]:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from pipeline import kinds
 from pipeline.features import Coding, to_matrix, value_sets
 from pipeline.jobs import JobSpec
+from pipeline.keys import entity_ids, key_array
 from pipeline.registry import ModelVersion
 from pipeline.storage import stream_parquet
 
@@ -70,12 +71,12 @@ def predictions_batch(
     batch: pa.RecordBatch, out: kinds.Outputs, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
 ) -> pa.RecordBatch:
     n = batch.num_rows
-    keys = pc.cast(batch.column(spec.entity_key), pa.string())
+    ids = entity_ids(batch, spec.key_columns)
     return pa.record_batch(
         [
             _repeat(spec.name, n, pa.string()),
             pa.array(np.full(n, ds.toordinal() - date(1970, 1, 1).toordinal(), dtype=np.int32), pa.date32()),
-            keys,
+            ids,
             pa.array(out.score),
             out.label,
             _repeat(mv.name, n, pa.string()),
@@ -88,13 +89,15 @@ def predictions_batch(
     )
 
 
-def _batches(path: Path, batch_rows: int, drop_keys: Iterable[Any], key: str) -> Iterable[pa.RecordBatch]:
+def _batches(path: Path, batch_rows: int, drop_keys: Iterable[Any], columns: list[str]) -> Iterable[pa.RecordBatch]:
+    """The snapshot's rows less those whose key is in ``drop_keys`` (the key's own values, or text keys)."""
     drop = list(drop_keys)
     pf = stream_parquet(path)
-    drop_arr = pa.array(drop, type=pf.schema_arrow.field(key).type) if drop else None
+    key_type = pf.schema_arrow.field(columns[0]).type if len(columns) == 1 else pa.string()
+    drop_arr = pa.array(drop, type=key_type) if drop else None
     for batch in pf.iter_batches(batch_size=batch_rows):
         if drop_arr is not None:
-            batch = batch.filter(pc.invert(pc.is_in(batch.column(key), value_set=drop_arr)))
+            batch = batch.filter(pc.invert(pc.is_in(key_array(batch, columns), value_set=drop_arr)))
         yield batch
 
 
@@ -127,7 +130,7 @@ def score(
     info = kinds.model_info(booster)
     coding = value_sets(kinds.coding(spec, info))
     with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings) as writer:
-        for batch in _batches(features_path, batch_rows, drop_keys, spec.entity_key):
+        for batch in _batches(features_path, batch_rows, drop_keys, spec.key_columns):
             if batch.num_rows == 0:
                 continue
             raw = score_batch(booster, batch, spec, threads, buffer, info, coding)

@@ -32,9 +32,9 @@ def shard_of(key: Any, shards: int) -> int:
     return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) % shards
 
 
-def shard_expr(column_sql: str, shards: int) -> str:
-    """SQL for the shard of a column (already quoted), among ``shards``."""
-    return f"mod(('x' || substr(md5(CAST({column_sql} AS text)), 1, 8))::bit(32)::bigint, {int(shards)})"
+def shard_expr(key_sql: str, shards: int) -> str:
+    """SQL for the shard of a key, given the SQL of its text (:func:`pipeline.keys.key_sql`), among ``shards``."""
+    return f"mod(('x' || substr(md5({key_sql}), 1, 8))::bit(32)::bigint, {int(shards)})"
 
 
 def subquery(source_sql: str) -> str:
@@ -43,14 +43,17 @@ def subquery(source_sql: str) -> str:
     return f"(\n{source_sql.strip().rstrip(';').rstrip()}\n) AS nightscore_source"
 
 
-def shard_sql(source_sql: str, key: str, index: int, shards: int) -> str:
-    """The source query limited to shard ``index`` of ``shards`` (the whole query when there is one shard)."""
+def shard_sql(source_sql: str, key: str | list[str], index: int, shards: int) -> str:
+    """The source query limited to shard ``index`` of ``shards`` (the whole query when there is one shard): the
+    rows whose key's text (one column, or several joined as :mod:`pipeline.keys` does) hashes to ``index``."""
     if shards == 1:
         return source_sql
-    # stays in code: it wraps the job's own query text (SQL, not a value) and names the key column, quoted as an
-    # identifier here; the index and count are int() literals (the whole text runs as one ADBC statement)
-    quoted = '"' + key.replace('"', '""') + '"'
-    return f"SELECT * FROM {subquery(source_sql)}\nWHERE {shard_expr('nightscore_source.' + quoted, shards)} = {int(index)}"
+    from pipeline.keys import key_sql
+
+    # stays in code: it wraps the job's own query text (SQL, not a value) and names the key columns, quoted as
+    # identifiers by key_sql; the index and count are int() literals (the whole text runs as one ADBC statement)
+    columns = [key] if isinstance(key, str) else key
+    return f"SELECT * FROM {subquery(source_sql)}\nWHERE {shard_expr(key_sql(columns, 'nightscore_source'), shards)} = {int(index)}"
 
 
 def resolve(spec_value: int | str, override: int | None = None, cores: int | None = None) -> int:

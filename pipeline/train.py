@@ -57,9 +57,10 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 def load_window(settings: Settings, spec: JobSpec, start: date, end: date) -> pa.Table:
     """Labelled rows for days ``start``..``end - 1``."""
-    with db.adbc_connect(settings) as conn, conn.cursor() as cur:
-        cur.execute(spec.training_sql(start, end))
-        table = cur.fetch_arrow_table()
+    from pipeline.sources import read_query
+
+    what = f"the training query of job {spec.name!r} for {start}..{end}"
+    table = read_query(settings, spec, spec.training.sql, what, start=start, end=end)
     missing = [c for c in ["ds", spec.training.label, *spec.feature_names] if c not in table.column_names]
     if missing:
         raise NightscoreError(

@@ -20,7 +20,7 @@ from pipeline.config import PROJECT_ROOT, Settings
 # unmarked one), so `make test-unit` (-m unit) runs only the pure tests and a slow test cannot hide among them
 KINDS = ("unit", "integration", "airflow", "browser", "faults")
 # fixtures that start or reach a server: a `unit` test may not use them
-SERVER_FIXTURES = {"pg_server", "trained_template", "s3_endpoint", "seaweedfs_endpoint", "settings", "local_settings", "s3_settings"}
+SERVER_FIXTURES = {"pg_server", "trained_template", "warehouse", "s3_endpoint", "seaweedfs_endpoint", "settings", "local_settings", "s3_settings"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -94,7 +94,7 @@ def drop_database(server_url: str, url: str) -> None:
 def trained_template(pg_server, tmp_path_factory):
     """A database with migrations, demo data around DAY and a champion model for each demo job (churn,
     basket_value, plan_choice); and its artifact folder."""
-    from pipeline.demo import load_demo_data
+    from pipeline.demo import export_parquet, load_demo_data
     from pipeline.jobs import load_job
     from pipeline.train import train_model
 
@@ -103,7 +103,9 @@ def trained_template(pg_server, tmp_path_factory):
     s = make_settings(base / "home", url, base / "artifacts")
     spec = load_job(s.jobs_dir, "churn")
     days = spec.training.train_days + spec.training.holdout_days
-    load_demo_data(s, DAY - timedelta(days=days), DAY + timedelta(days=3), customers=CUSTOMERS)
+    load_demo_data(s, DAY - timedelta(days=days), DAY + timedelta(days=3), customers=CUSTOMERS, parquet=False)
+    # plan_choice reads Parquet: the days the tests score it, not all (each test's store gets a copy)
+    export_parquet(s, DAY - timedelta(days=3), DAY + timedelta(days=3), CUSTOMERS)
     result = train_model(s, spec, end=DAY - timedelta(days=1))
     assert result.promoted and result.version == 1
     for other in ("basket_value", "plan_choice"):  # the regression and multiclass demo jobs: a champion each
@@ -111,6 +113,25 @@ def trained_template(pg_server, tmp_path_factory):
         assert trained.promoted and trained.version == 1
     db.dispose_all()  # a template database must have no open connections
     yield {"url": url, "artifacts": base / "artifacts", "model_version": result.version}
+    drop_database(pg_server, url)
+
+
+@pytest.fixture(scope="session")
+def warehouse(pg_server):
+    """A second database on the test server standing in for a warehouse: ``demo.customer_activity`` for DAY-1
+    and DAY (what the predictions database has for those days), and nothing of nightscore's."""
+    from adbc_driver_postgresql import dbapi
+
+    from pipeline.demo import generate_day
+
+    url = create_database(pg_server)
+    with dbapi.connect(db.libpq_uri(url)) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE SCHEMA demo")
+            for i, day in enumerate((DAY - timedelta(days=1), DAY)):
+                cur.adbc_ingest("customer_activity", generate_day(day, CUSTOMERS), mode="append" if i else "create", db_schema_name="demo")
+        conn.commit()
+    yield url
     drop_database(pg_server, url)
 
 

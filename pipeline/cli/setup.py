@@ -18,6 +18,8 @@ def init() -> None:
     applied = f": {', '.join(done.applied)}" if done.applied else " (up to date)"
     out.print(f"database {done.database}: {len(done.applied)} migration(s) applied{applied}")
     out.print(f"artifacts: {done.artifacts}")
+    for job, view in done.views.items():
+        out.print(f"view of {job}: {view}", markup=False)
 
 
 @friendly
@@ -29,7 +31,7 @@ def demo_data(
     customers: int = typer.Option(20_000, min=1, help="customers per day"),
 ) -> None:
     """Create the demo source table demo.customer_activity (deterministic per day), the source of the demo jobs churn, basket_value and plan_choice."""
-    from pipeline.demo import load_demo_data
+    from pipeline.demo import PARQUET_PREFIX, load_demo_data
     from pipeline.quickstart import demo_days
 
     last = parse_ds(end, "--end") if end is not None else None
@@ -40,6 +42,7 @@ def demo_data(
     out.print(
         f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows"
     )
+    out.print(f"its Parquet export (plan_choice's source): {s.artifact_uri.rstrip('/')}/{PARQUET_PREFIX}/, {res['parquet_days']} day(s) written")
     if res["days_replaced"]:
         out.print(
             f"{res['days_replaced']} day(s) had another number of customers (or were half-written) and were replaced "
@@ -76,7 +79,7 @@ def quickstart(
     first, last = qs.demo_window()
     out.print(
         f"[bold]source[/]   demo.customer_activity {first}..{last}: {res['rows']:,} rows "
-        f"({res['days_written']} day(s) generated, {res['days_kept']} reused)"
+        f"({res['days_written']} day(s) generated, {res['days_kept']} reused), exported as Parquet for plan_choice"
     )
     timings = [f"demo data {time.perf_counter() - step:.0f} s"]
     for spec in qs.specs:

@@ -11,7 +11,7 @@ from pipeline.errors import JobSpecError, NightscoreError
 _BIND_RE = re.compile(r"(?<![:\w]):(ds|start|end)\b")
 
 
-def render_binds(text: str, *, ds: date | None = None, start: date | None = None, end: date | None = None) -> str:
+def render_binds(text: str, *, ds: date | None = None, start: date | None = None, end: date | None = None, plain: bool = False) -> str:
     """Replace ``:ds``, ``:start`` and ``:end`` with typed literals.
 
     The values are ``date`` objects, never user text, so the literals are safe by construction;
@@ -34,8 +34,9 @@ def render_binds(text: str, *, ds: date | None = None, start: date | None = None
                 fix="use :ds in scoring queries and :start/:end in training queries",
             )
         if m.group(1) == "ds" or not interval:
-            return f"DATE '{v.isoformat()}'"
-        return f"TIMESTAMPTZ '{datetime.combine(v, time(0), tzinfo=UTC).isoformat()}'"
+            return f"'{v.isoformat()}'" if plain else f"DATE '{v.isoformat()}'"
+        stamp = datetime.combine(v, time(0), tzinfo=UTC).isoformat()
+        return f"'{stamp}'" if plain else f"TIMESTAMPTZ '{stamp}'"
 
     return _BIND_RE.sub(sub, text)
 

@@ -60,7 +60,9 @@ def _read_spec(path: Path) -> JobSpec:
             where=str(path),
             fix=f"rename the file to {spec.name}.yml or set name: {path.stem}",
         )
-    files = [("source.sql", spec.source.sql), ("training.sql", spec.training.sql)]
+    files = [("training.sql", spec.training.sql)]
+    if spec.source.sql is not None:
+        files.insert(0, ("source.sql", spec.source.sql))
     if spec.evaluation:
         files.append(("evaluation.sql", spec.evaluation.sql))
     for label, rel in files:

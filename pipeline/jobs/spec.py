@@ -50,13 +50,56 @@ class Feature(_Strict):
         return self
 
 
-class Source(_Strict):
-    """Where a day's rows come from: a SQL file (relative to the spec) with ``:ds``/``:start``/``:end`` binds."""
+CONNECTION_RE = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
 
-    sql: str
+
+class Source(_Strict):
+    """Where a day's rows come from (see docs/sources.md):
+
+    - ``{sql: file.sql}``: a query on the predictions database (``:ds``/``:start``/``:end`` binds);
+    - ``{connection: NAME, sql: file.sql}``: the query on another database: the URL in
+      ``NIGHTSCORE_CONN_<NAME>`` (or the file ``NIGHTSCORE_CONN_<NAME>_FILE`` names), or inside Airflow the
+      Airflow Connection ``NAME``;
+    - ``{parquet: LOCATION}``: the day's Parquet dataset, ``s3://bucket/prefix/ds={ds}/`` or a folder (relative
+      to the spec); ``{ds}`` is the day, ``{artifacts}`` the artifact store's root."""
+
+    sql: str | None = None
+    connection: str | None = Field(default=None, pattern=CONNECTION_RE)
+    parquet: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Source:
+        if (self.sql is None) == (self.parquet is None):
+            raise ValueError("a source is either a query (sql: file.sql, with connection: NAME for another database) or parquet: LOCATION")
+        if self.parquet is not None:
+            if self.connection is not None:
+                raise ValueError("source.connection is for queries; a parquet source reads the artifact store's S3 or a folder")
+            if "{ds}" not in self.parquet:
+                raise ValueError(
+                    f"source.parquet {self.parquet!r} has no {{ds}}: name the day's folder, e.g. s3://bucket/features/ds={{ds}}/"
+                )
+            unknown = set(re.findall(r"\{([^}]*)\}", self.parquet)) - {"ds", "ds_nodash", "artifacts"}
+            if unknown:
+                raise ValueError(
+                    f"source.parquet: unknown placeholder {{{sorted(unknown)[0]}}} (known: {{ds}}, {{ds_nodash}}, {{artifacts}})"
+                )
+        return self
+
+    @property
+    def kind(self) -> Literal["database", "connection", "parquet"]:
+        return "parquet" if self.parquet is not None else "connection" if self.connection else "database"
 
     def path(self, spec_dir: Path) -> Path:
+        """The query file (a SQL source)."""
+        assert self.sql is not None, "a parquet source has no query file"
         return (spec_dir / self.sql).resolve()
+
+    def describe(self, spec_dir: Path) -> str:
+        """Where the rows come from, for messages (never a credential: a connection is named, not shown)."""
+        if self.parquet is not None:
+            return f"parquet {self.parquet}"
+        where = str(self.path(spec_dir))
+        return f"{where} on connection {self.connection}" if self.connection else where
 
 
 Kind = Literal["binary", "multiclass", "regression"]
@@ -268,7 +311,8 @@ class JobSpec(_Strict):
     # a day is split by a stable hash of the entity key into this many shards, each extracted, validated,
     # scored and loaded on its own (a worker process, or a mapped Airflow task); "auto": one per core
     shards: int | Literal["auto"] = 1
-    entity_key: str = Field(pattern=NAME_RE)
+    # the column that names an entity, or the columns that do together (store_id and sku)
+    entity_key: str | list[str]
     source: Source
     features: list[Feature] = Field(min_length=1)
     model: ModelRef
@@ -287,6 +331,26 @@ class JobSpec(_Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         return check_cron(v)
+
+    @field_validator("entity_key")
+    @classmethod
+    def _key(cls, v: str | list[str]) -> str | list[str]:
+        names = [v] if isinstance(v, str) else v
+        if not names:
+            raise ValueError("entity_key lists no column")
+        bad = [n for n in names if not re.fullmatch(NAME_RE, n)]
+        if bad:
+            raise ValueError(f"entity_key column {bad[0]!r} is not a lowercase identifier (letters, digits, _)")
+        if len(set(names)) != len(names):
+            raise ValueError("entity_key lists a column twice")
+        return v if isinstance(v, str) or len(v) > 1 else v[0]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v == "latest":  # predictions_latest is the view of every job's latest day
+            raise ValueError("a job cannot be named 'latest' (its view predictions_latest is taken)")
+        return v
 
     @field_validator("shards")
     @classmethod
@@ -312,9 +376,11 @@ class JobSpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"features listed twice: {', '.join(dupes)}")
-        if self.entity_key in names:
-            raise ValueError(f"entity_key {self.entity_key!r} cannot also be a feature")
-        if self.training.label in names or self.training.label == self.entity_key:
+        keys = self.key_columns
+        clash = [k for k in keys if k in names]
+        if clash:
+            raise ValueError(f"entity_key {clash[0]!r} cannot also be a feature")
+        if self.training.label in names or self.training.label in keys:
             raise ValueError(f"training.label {self.training.label!r} clashes with a feature or the entity key")
         self.decision.check(self.model.kind)
         from pipeline.objectives import check_training
@@ -332,9 +398,14 @@ class JobSpec(_Strict):
         return [f.name for f in self.features]
 
     @property
+    def key_columns(self) -> list[str]:
+        """The entity key's columns (one, or several that name an entity together)."""
+        return [self.entity_key] if isinstance(self.entity_key, str) else list(self.entity_key)
+
+    @property
     def columns(self) -> list[str]:
         """The columns a scoring partition must have, in order."""
-        return [self.entity_key, *self.feature_names]
+        return [*self.key_columns, *self.feature_names]
 
     @property
     def spec_dir(self) -> Path:
@@ -342,6 +413,9 @@ class JobSpec(_Strict):
 
     def source_sql(self, ds: date) -> str:
         return render_binds(self.source.path(self.spec_dir).read_text(), ds=ds)
+
+    def source_where(self) -> str:
+        return self.source.describe(self.spec_dir)
 
     @property
     def outcome_label(self) -> str:

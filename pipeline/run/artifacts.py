@@ -38,6 +38,7 @@ def write_manifest(settings: Settings, s: RunState, eng: Any, *, status: str, er
         "error": error,
         "dry_run": s.dry_run,
         "counts": s.counts,
+        "source": _source(settings, s.job),
         "features": {"uri": s.features_uri, "sha256": s.features_sha256},
         "model": {"name": s.model_name, "version": s.model_version, "sha256": s.model_sha256, "pinned": s.pinned_version is not None},
         "validation_uri": s.validation_uri,
@@ -53,6 +54,17 @@ def write_manifest(settings: Settings, s: RunState, eng: Any, *, status: str, er
     uri = open_store(settings).put_bytes(f"{s.prefix}/manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     runs.update(eng, s.run_id, manifest_uri=uri)
     return uri
+
+
+def _source(settings: Settings, job: str) -> dict[str, Any] | None:
+    """Where the run's rows came from (:func:`pipeline.sources.describe`), or None when the spec is gone."""
+    from pipeline.jobs import load_job
+    from pipeline.sources import describe
+
+    try:
+        return describe(settings, load_job(settings.jobs_dir, job))
+    except Exception:
+        return None
 
 
 def write_day_reports(ctx: StageContext, state: RunState) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import db, failpoints, registry, runs, shards
+from pipeline import db, failpoints, registry, runs
 from pipeline.config import Settings
 from pipeline.jobs import JobSpec, load_job
 from pipeline.run.frame import StageContext, shard_stage, shard_workdir
@@ -64,8 +64,8 @@ def extract_shard(settings: Settings, shard: ShardState, feed: BatchFeed | None 
     from pipeline.extract import extract
 
     with shard_stage(settings, shard, "extract") as ctx:
-        sql = shards.shard_sql(ctx.spec.source_sql(shard.day), ctx.spec.entity_key, shard.index, shard.shards)
-        _record_extract(ctx, shard, extract(settings, ctx.spec, shard.day, ctx.store, shard.prefix, ctx.workdir, sql=sql, feed=feed))
+        ex = extract(settings, ctx.spec, shard.day, ctx.store, shard.prefix, ctx.workdir, shard=shard.index, shards=shard.shards, feed=feed)
+        _record_extract(ctx, shard, ex)
     return shard
 
 
@@ -75,6 +75,10 @@ def _record_extract(ctx: StageContext, shard: ShardState, ex: Extracted) -> None
     runs.update_shard(ctx.eng, shard.run_id, shard.index, rows_extracted=ex.rows, features_uri=ex.uri, features_sha256=ex.sha256)
     if shard.shards == 1:  # the run's row mirrors its only shard as it goes
         runs.update(ctx.eng, shard.run_id, rows_extracted=ex.rows)
+    if shard.index == 0 and not shard.dry_run and ex.schema is not None:  # the job's typed view, for its key's types
+        from pipeline.views import ensure_job_view
+
+        ensure_job_view(ctx.eng, ctx.spec, ex.schema)
 
 
 def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: bool = False) -> ShardState:
@@ -163,7 +167,7 @@ def _record_validation(ctx: StageContext, shard: ShardState, outcome: Validation
     if outcome.passed and outcome.quarantined:
         assert shard.features_uri
         with ctx.store.local_path(ctx.store.key(shard.features_uri)) as path:
-            values = _quarantined_values(path, ctx.spec.entity_key, list(outcome.quarantined))
+            values = _quarantined_values(path, ctx.spec.key_columns, list(outcome.quarantined))
         with ctx.eng.begin() as conn:  # a retried shard replaces its earlier attempt's quarantine
             conn.execute(
                 db.query("delete_quarantined_keys"),
@@ -201,16 +205,21 @@ def _record_validation(ctx: StageContext, shard: ShardState, outcome: Validation
     raise_if_failed(outcome, ctx.spec, where=f"{shard.where}, report {shard.validation_uri}")
 
 
-def _quarantined_values(path: Any, key: str, keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
-    """The refused rows themselves, by key (a duplicated key has several)."""
+def _quarantined_values(path: Any, columns: list[str], keys: list[Any]) -> dict[Any, list[dict[str, Any]]]:
+    """The refused rows themselves, by key (a duplicated key has several; a key of several columns is its
+    text key, and each row carries the key's columns by name)."""
     import pyarrow.compute as pc
 
+    from pipeline.keys import key_array, key_column, with_key
+
     pf = stream_parquet(path)
-    wanted = pa.array(keys, type=pf.schema_arrow.field(key).type)
+    wanted = pa.array(keys, type=pf.schema_arrow.field(columns[0]).type if len(columns) == 1 else pa.string())
+    name = key_column(columns)
     out: dict[Any, list[dict[str, Any]]] = {}
     for batch in pf.iter_batches(batch_size=250_000):  # one batch in memory at a time
-        for row in batch.filter(pc.is_in(batch.column(key), value_set=wanted)).to_pylist():
-            out.setdefault(row[key], []).append(row)
+        picked = with_key(batch.filter(pc.is_in(key_array(batch, columns), value_set=wanted)), columns)
+        for row in picked.to_pylist():
+            out.setdefault(row[name], []).append({k: v for k, v in row.items() if k != name} if len(columns) > 1 else row)
     return out
 
 
@@ -230,8 +239,8 @@ def _score_snapshot(ctx: StageContext, shard: ShardState, drop_keys: list[Any]) 
     assert shard.features_uri, "extract must run first"
     mv, booster = _model(ctx, shard.model_version)
     with ctx.store.local_path(ctx.store.key(shard.features_uri)) as path:
-        if drop_keys:  # keys were saved as text; match the column's own type
-            key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.entity_key).type
+        if drop_keys and len(ctx.spec.key_columns) == 1:  # keys were saved as text; match the column's own type
+            key_type = pq.ParquetFile(path).schema_arrow.field(ctx.spec.key_columns[0]).type
             drop_keys = pa.array(drop_keys).cast(key_type).to_pylist()
         return score(
             ctx.spec,
@@ -291,7 +300,16 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
         if not shard.dry_run:
             assert shard.loading_table, "the run's loading table is created when it begins"
             with ctx.store.local_path(ctx.store.key(shard.predictions_uri)) as path:
-                loaded = copy_in(settings, ctx.eng, path, shard.loading_table, shard.index, shard.shards, clear=shard.attempt > 1)
+                loaded = copy_in(
+                    settings,
+                    ctx.eng,
+                    path,
+                    shard.loading_table,
+                    shard.index,
+                    shard.shards,
+                    clear=shard.attempt > 1,
+                    by_keys=ctx.spec.source.kind == "parquet" and shard.shards > 1,
+                )
             failpoints.reached("loaded")  # its rows are in, the shard not yet marked loaded
         shard.counts["loaded"] = loaded
         shard.cpu["load"] = round(time.process_time() - load_cpu, 4)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from pipeline.jobs import JobSpec
+from pipeline.keys import KEY_COLUMN, describe_key, key_column
 from pipeline.validate.rules import schema_diff
 
 if TYPE_CHECKING:
@@ -165,9 +166,13 @@ def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, schema: pa
         bad_keys: list[Any] = []
         if row_level and not r.success:
             for item in res.get("unexpected_index_list") or []:
-                key: Any = item.get(spec.entity_key) if isinstance(item, dict) else item
+                key: Any = item.get(key_column(spec.key_columns)) if isinstance(item, dict) else item
                 bad_keys.append(key.item() if hasattr(key, "item") else key)  # numpy scalar → Python
         count = int(res.get("unexpected_count") or 0) if row_level else 0
+        samples = bad_keys[:SAMPLE_KEYS]
+        if len(spec.key_columns) > 1:  # a key of several columns: shown by its columns (store_id=3, sku=A-1)
+            samples = [f"({describe_key(str(k), spec.key_columns)})" for k in samples]
+            column = ", ".join(spec.key_columns) if column == KEY_COLUMN else column
         out.append(
             RuleOutcome(
                 rule=cfg.type,
@@ -177,7 +182,7 @@ def _outcomes(spec: JobSpec, suites: _Suites, merged: Any, rows: int, schema: pa
                 row_level=row_level,
                 unexpected_count=count,
                 unexpected_share=(count / rows) if rows else 0.0,
-                sample_keys=bad_keys[:SAMPLE_KEYS],
+                sample_keys=samples,
                 observed=observed,
                 bad_keys=bad_keys,
             )

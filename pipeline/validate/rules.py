@@ -138,6 +138,9 @@ def build_key_rules(spec: JobSpec, has_key: bool) -> list[Rule]:
     rules: list[Rule] = []
     if has_key:
         # a row without a key can be neither published nor quarantined: always fail
-        rules.append(("ExpectColumnValuesToNotBeNull", {"column": spec.entity_key}, "entity key must not be null", False))
-        rules.append(("ExpectColumnValuesToBeUnique", {"column": spec.entity_key}, "entity key must be unique", True))
+        from pipeline.keys import key_column
+
+        column = key_column(spec.key_columns)  # a key of several columns: its text key
+        rules.append(("ExpectColumnValuesToNotBeNull", {"column": column}, "entity key must not be null", False))
+        rules.append(("ExpectColumnValuesToBeUnique", {"column": column}, "entity key must be unique", True))
     return rules

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.jobs import JobSpec
+from pipeline.keys import key_column, with_key
 from pipeline.storage import stream_parquet
 from pipeline.validate.gx import gx_context, schema_frame, to_frame
 from pipeline.validate.policy import apply_policy, bad_rows_by_key
@@ -78,8 +79,9 @@ def validate_batches(
     With ``whole_day=False`` (one shard of several) the day's rules (the row count, the share of bad rows)
     are left to :func:`check_day`, over every shard; a shard with bad rows under ``quarantine`` sets them
     aside whatever their share."""
-    key = spec.entity_key if spec.entity_key in schema.names else None
-    keys = KeyCheck(schema.field(key).type) if key else None
+    columns = spec.key_columns
+    key = key_column(columns) if all(c in schema.names for c in columns) else None
+    keys = KeyCheck(pa.string() if len(columns) > 1 else schema.field(columns[0]).type) if key else None
     results, rows = [], 0
     head: pa.RecordBatch | pa.Table = schema.empty_table()
     suites: _Suites | None = None
@@ -90,6 +92,7 @@ def validate_batches(
             suites = _suites(spec, schema, head, key, whole_day)
         rows += batch.num_rows
         if keys is not None:
+            batch = with_key(batch, columns)  # a key of several columns: its text key beside them
             keys.add(batch.column(key))
         results.append(suites.run(suites.BATCH, to_frame(batch), key))
     if suites is None:  # an empty partition: every suite still runs, on no rows

@@ -106,7 +106,7 @@ def test_refusals_name_the_day_the_file_and_the_fix(local_settings, tmp_path):
     shutil.copytree(local_settings.jobs_dir, jobs)
     bad = {
         "lacks columns ['churned']": "SELECT customer_id FROM demo.customer_activity WHERE ds = :ds",
-        "repeated customer_id": "SELECT customer_id, churned FROM demo.customer_activity WHERE ds = :ds UNION ALL"
+        "repeated keys (customer_id)": "SELECT customer_id, churned FROM demo.customer_activity WHERE ds = :ds UNION ALL"
         " SELECT customer_id, churned FROM demo.customer_activity WHERE ds = :ds AND customer_id = 7",
         "other than 0 and 1": "SELECT customer_id, 2 AS churned FROM demo.customer_activity WHERE ds = :ds",
         "not a boolean or 0/1": "SELECT customer_id, 'yes' AS churned FROM demo.customer_activity WHERE ds = :ds",

@@ -66,7 +66,10 @@ def test_the_outcomes_fit_their_jobs():
 def test_the_demo_jobs_read_the_demo_table_each_its_own_kind():
     specs = {name: load_job(JOBS, name) for name in DEMO_JOBS}
     assert {name: s.kind for name, s in specs.items()} == {"churn": "binary", "basket_value": "regression", "plan_choice": "multiclass"}
-    columns = set(generate_day(date(2026, 3, 15), 10).column_names)
+    columns = set(generate_day(date(2026, 3, 15), 10).column_names) | {"store_id"}  # basket_value's key: its query derives store_id
     for s in specs.values():
         assert set(s.columns) <= columns and s.training.label in columns
-        assert s.evaluation is not None and "demo.customer_activity" in s.source_sql(date(2026, 3, 15))
+        assert s.evaluation is not None and "demo.customer_activity" in (JOBS / s.evaluation.sql).read_text()
+    # one source of each kind: churn the predictions database, plan_choice the Parquet export; basket_value two key columns
+    assert [specs[n].source.kind for n in DEMO_JOBS] == ["database", "database", "parquet"]
+    assert specs["basket_value"].key_columns == ["store_id", "customer_id"] and "demo.customer_activity" in specs["churn"].source_sql(date(2026, 3, 15))

@@ -1,7 +1,0 @@
--- One day of plan_choice features. :ds is the partition date (DATE).
-SELECT customer_id,
-       tenure_months, monthly_spend, sessions_30d, support_tickets_90d,
-       days_since_last_login, avg_session_minutes, discount_pct,
-       plan, region, payment_method
-FROM demo.customer_activity
-WHERE ds = :ds
