@@ -14,7 +14,18 @@ For each size it runs, each in a child process of its own (so that peak memory i
   batches of the snapshot, the model's output, the published ``score``, ``label`` and ``scores`` JSON, drift
   counting, the predictions Parquet), each beside ``bare:predict:<kind>``, the same model's ``inplace_predict``
   on the same rows' matrix in memory; the two alternate, three times each, and the table after the size's
-  gives their ratio (with the binary model's stage score over its bare predict for comparison).
+  gives their ratio (with the binary model's stage score over its bare predict for comparison);
+- the sources, up to 1,000,000 rows: the same day's rows through each kind of job source, each line the extract
+  stage's work (``pipeline.extract.extract``: the source read, ``features.parquet`` written and stored) beside
+  its bare read: ``source:database`` (the ``bench`` job's query on PostgreSQL) beside ``bare:read``;
+  ``source:parquet-local`` and ``source:parquet-s3`` (the jobs ``bench_parquet_local`` and ``bench_parquet_s3``,
+  whose ``parquet:`` source is the day exported from ``bench.source`` once per size into ``--home``/lake and
+  into the bucket ``nightscore-bench-lake`` of moto's S3 server, which the benchmark starts on loopback in its
+  own process: files of 500,000 rows, row groups of 250,000) beside ``bare:parquet-local`` and
+  ``bare:parquet-s3`` (``pyarrow.dataset(...).to_table(columns=...)`` of the contract's columns). Each extract
+  alternates with its bare read, three times each; the table after the size's gives seconds, their ratio and
+  each child's peak memory (and its rise above the child's start), and the Parquet-in-S3 extract's peak over
+  the PostgreSQL extract's (the target at 1,000,000 rows: ≤ 1.10x). ``--only-sources`` runs only these lines.
 
 nightscore end to end, the baseline, extract, publish and their two bare limits (what the targets compare)
 run three times at up to 1,000,000 rows and are reported by their medians; extract alternates with the bare
@@ -26,9 +37,9 @@ scaling table: speed-up over one worker, efficiency, the shards' CPU seconds per
 (``N.Nx``, rows/s over the baseline's rows/s) and the peak resident memory of the child (which includes
 the modules it imported). Imports happen before the clock starts, for every row.
 
-Usage: ``python bench/run_bench.py [--rows N ...] [--check]``. The data (20 numeric and 3 categorical
-features) and the model (200 trees, depth 6) are made once in a ``nightscore_bench`` database on the
-configured server (``NIGHTSCORE_DATABASE_URL``, or the embedded one) and reused. The multiclass and regression
+Usage: ``python bench/run_bench.py [--rows N ...] [--check] [--only-kinds] [--only-sources]``. The data (20
+numeric and 3 categorical features) and the model (200 trees, depth 6) are made once in a ``nightscore_bench``
+database on the configured server (``NIGHTSCORE_DATABASE_URL``, or the embedded one) and reused. The multiclass and regression
 models (depth 6, about the binary model's 200 trees: 40 rounds of 5 classes, 66 rounds of 3 quantiles) are
 trained in code on synthetic rows of the same features (targets drawn from them, no download) and kept in
 ``--home``/models.
@@ -70,6 +81,14 @@ KIND_ROUNDS = {"multiclass": 40, "regression": 66}
 KIND_DEPTH = 6
 KIND_RECIPE = "r2"  # bump when the kind models' recipe changes: a model of another recipe is trained again
 KIND_UP_TO = 1_000_000  # the kind lines run at sizes up to this (keeps the default benchmark under its 10 minutes)
+# the sources' lines: the same day's rows read through each kind of source (jobs with JOB's features, model and
+# contract): the JOB's query on PostgreSQL ("database"), and the day exported to Parquet in a local folder
+# under --home and in S3 (moto's server, started by the benchmark)
+SOURCE_JOBS = {"parquet-local": "bench_parquet_local", "parquet-s3": "bench_parquet_s3"}
+S3_BUCKET = "nightscore-bench-lake"
+S3_LOCATION = f"s3://{S3_BUCKET}/features/ds={{ds}}/"
+LAKE_FILE_ROWS, LAKE_ROW_GROUP = 500_000, 250_000  # the exported day: files of 2 row groups (several at 1M rows)
+SOURCE_UP_TO = 1_000_000  # the source lines run at sizes up to this, like the kind lines
 
 
 def partition_day(rows: int) -> date:
@@ -94,7 +113,9 @@ def bench_settings(home: Path) -> Any:
     )
 
 
-def write_job(jobs: Path) -> None:
+def write_job(jobs: Path, lake: Path | None = None) -> None:
+    """The bench job, the other kinds' jobs and the Parquet sources' jobs (``lake``: the local folder of the
+    exported days, by default ``lake/`` beside ``jobs``)."""
     import yaml
 
     jobs.mkdir(parents=True, exist_ok=True)
@@ -139,6 +160,12 @@ def write_job(jobs: Path) -> None:
                 "params": {**spec["training"]["params"], "quantile_alpha": KIND_QUANTILES},
             }
         (jobs / f"{name}.yml").write_text(yaml.safe_dump(kind_spec, sort_keys=False))
+    # the sources: the same features, model and contract, the day's rows from its Parquet export (ensure_lake)
+    lake = (lake or jobs.parent / "lake").resolve()
+    for source, name in SOURCE_JOBS.items():
+        location = S3_LOCATION if source == "parquet-s3" else f"{lake}/ds={{ds}}/"
+        source_spec = {**spec, "name": name, "description": f"benchmark job: the {source} source line", "source": {"parquet": location}}
+        (jobs / f"{name}.yml").write_text(yaml.safe_dump(source_spec, sort_keys=False))
     cols = ", ".join(["entity_id", *NUMERIC, *CATEGORIES])
     (jobs / "bench.sql").write_text(f"SELECT {cols} FROM bench.source WHERE ds = :ds\n")
     (jobs / "bench_train.sql").write_text(f"SELECT ds, {cols}, label FROM bench.source WHERE ds >= :start AND ds < :end\n")
@@ -191,6 +218,74 @@ def ensure_source(settings: Any, sizes: list[int]) -> None:
             conn.commit()
     with eng.begin() as conn:
         conn.execute(sa.text("ANALYZE bench.source"))
+
+
+def start_s3() -> Any:
+    """moto's S3 server on loopback for the parquet-s3 source (objects in this process's memory), its endpoint
+    and test credentials in the environment the children inherit, and the lake's bucket. Returns the server."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(env, AWS_ENDPOINT_URL=f"http://{host}:{port}")
+    boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
+    return server
+
+
+def _lake_rows(filesystem: Any, path: str) -> int | None:
+    """The rows of the Parquet dataset at ``path`` (from the files' footers), None where there is none."""
+    import pyarrow.dataset as pads
+    from pyarrow import fs
+
+    try:
+        if filesystem.get_file_info(path).type != fs.FileType.Directory:
+            return None
+        return pads.dataset(path, filesystem=filesystem, format="parquet").count_rows()
+    except Exception:
+        return None
+
+
+def ensure_lake(settings: Any, sizes: list[int]) -> None:
+    """Each size's day for the Parquet sources: the rows the bench job reads (its source streamed through
+    ``open_source``) written once into the local lake folder, files of LAKE_FILE_ROWS rows in row groups of
+    LAKE_ROW_GROUP, and the folder copied to the S3 bucket; each skipped where it holds the day's rows."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    from pyarrow import fs
+
+    from pipeline.jobs import load_job
+    from pipeline.sources import open_source, parquet_location, s3_filesystem
+
+    spec = load_job(settings.jobs_dir, JOB)
+    local_spec = load_job(settings.jobs_dir, SOURCE_JOBS["parquet-local"])
+    s3_spec = load_job(settings.jobs_dir, SOURCE_JOBS["parquet-s3"])
+    local, s3 = fs.LocalFileSystem(), s3_filesystem(settings)
+    for n in sizes:
+        day = partition_day(n)
+        folder = parquet_location(settings, local_spec, day).rstrip("/")
+        if _lake_rows(local, folder) != n:
+            print(f"  exporting {n:,} rows of {day} to Parquet ({folder})…", flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            with open_source(settings, spec, day) as stream:
+                pads.write_dataset(
+                    pa.RecordBatchReader.from_batches(stream.schema, stream.batches), folder, format="parquet",
+                    basename_template="part-{i}.parquet", max_rows_per_file=LAKE_FILE_ROWS,
+                    min_rows_per_group=LAKE_ROW_GROUP, max_rows_per_group=LAKE_ROW_GROUP, use_threads=False,
+                )  # fmt: skip
+            if (found := _lake_rows(local, folder)) != n:
+                raise SystemExit(f"the Parquet export of {day} holds {found} rows, not {n:,}")
+        target = parquet_location(settings, s3_spec, day).removeprefix("s3://").rstrip("/")
+        if _lake_rows(s3, target) != n:
+            s3.delete_dir_contents(target, missing_dir_ok=True)
+            fs.copy_files(folder, target, source_filesystem=local, destination_filesystem=s3)
 
 
 def ensure_model(settings: Any) -> int:
@@ -283,6 +378,20 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return _peak_mb()
+
+
+def needs_model(what: str) -> bool:
+    """Whether a measurement uses the bench model (the source lines and the bare reads do not)."""
+    return not (what.startswith(("source:", "bare:parquet-")) or what == "bare:read")
+
+
 def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
     import great_expectations  # noqa: F401
     import numpy as np
@@ -297,7 +406,7 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
     spec = load_job(settings.jobs_dir, JOB)
     day = partition_day(rows)
     eng = db.ready_engine(settings)
-    mv = registry.resolve(eng, spec.model.name, spec.model.alias, None)
+    mv = registry.resolve(eng, spec.model.name, spec.model.alias, None) if needs_model(what) else None
     sql = spec.source_sql(day)
     out: dict[str, Any] = {"rows": rows}
 
@@ -389,7 +498,11 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
                 shard.counts["valid"] = outcome.rows - outcome.rows_quarantined
                 # what the run's validation records in its shard's row, for the publish to add up
                 runs.update_shard(
-                    db.ready_engine(settings), shard.run_id, shard.index, rows_valid=shard.counts["valid"], rows_quarantined=outcome.rows_quarantined
+                    db.ready_engine(settings),
+                    shard.run_id,
+                    shard.index,
+                    rows_valid=shard.counts["valid"],
+                    rows_quarantined=outcome.rows_quarantined,
                 )
             elif step == "score":
                 shard = run.score_shard(settings, shard)
@@ -411,10 +524,61 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
         )
 
     elif what == "bare:read":
+        out["start_mb"] = _rss_mb()
         t0 = time.perf_counter()
         with db.adbc_connect(settings) as conn, conn.cursor() as cur:
             cur.execute(sql)
             table = cur.fetch_arrow_table()
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = table.num_rows
+
+    elif what.startswith("source:"):
+        # the extract stage's work for one source (pipeline.extract.extract: the source read, features.parquet
+        # written and stored), the same day's rows from each source, beside the source's bare read
+        import shutil
+
+        import pyarrow.dataset  # noqa: F401  (what the Parquet source imports, before the clock)
+        from pyarrow import fs
+
+        from pipeline import sources  # noqa: F401
+        from pipeline.extract import extract
+
+        source = what.split(":", 1)[1]
+        sspec = spec if source == "database" else load_job(settings.jobs_dir, SOURCE_JOBS[source])
+        if source == "parquet-s3":
+            fs.initialize_s3()  # the AWS SDK's start, once a process (an import's worth)
+        store = open_store(settings)
+        prefix = f"bench-sources/{source}/{rows}"
+        workdir = settings.home / "work" / f"bench-source-{source}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        out["start_mb"] = _rss_mb()
+        t0 = time.perf_counter()
+        ex = extract(settings, sspec, day, store, prefix, workdir)
+        out["seconds"] = time.perf_counter() - t0
+        out["written"] = ex.rows
+        shutil.rmtree(Path(settings.artifact_uri) / prefix, ignore_errors=True)  # the bench's store is a folder
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    elif what.startswith("bare:parquet-"):
+        # the bare read of a Parquet source: the day's dataset into one Arrow table, the contract's columns
+        import pyarrow.dataset as pads
+        from pyarrow import fs
+
+        from pipeline.sources import parquet_location, s3_filesystem
+
+        source = what.split(":", 1)[1]
+        sspec = load_job(settings.jobs_dir, SOURCE_JOBS[source])
+        location = parquet_location(settings, sspec, day)
+        if source == "parquet-s3":
+            fs.initialize_s3()
+        out["start_mb"] = _rss_mb()
+        t0 = time.perf_counter()
+        if location.startswith("s3://"):
+            filesystem, path = s3_filesystem(settings), location.removeprefix("s3://").rstrip("/")
+        else:
+            filesystem, path = fs.LocalFileSystem(), location.rstrip("/")
+        table = pads.dataset(path, filesystem=filesystem, format="parquet", partitioning="hive").to_table(columns=sspec.columns)
         out["seconds"] = time.perf_counter() - t0
         out["written"] = table.num_rows
 
@@ -543,6 +707,11 @@ MEASUREMENTS = [
     ("bare:predict:multiclass", "  bare inplace_predict, multiclass"),
     ("kind:regression", "  score regression, 3 quantiles (pipeline.score)"),
     ("bare:predict:regression", "  bare inplace_predict, regression"),
+    ("source:database", "  extract from PostgreSQL (pipeline.extract)"),
+    ("source:parquet-local", "  extract from Parquet, local folder"),
+    ("bare:parquet-local", "  bare pyarrow.dataset read, local folder"),
+    ("source:parquet-s3", "  extract from Parquet in S3 (moto)"),
+    ("bare:parquet-s3", "  bare pyarrow.dataset read, S3 (moto)"),
 ]
 
 
@@ -553,6 +722,7 @@ MEASUREMENTS = [
 # runs once: its own minute averages the spread out. The other rows are shown, not compared; they run once.
 REPEATED = {"baseline", "nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest"}
 REPEATED |= {f"{side}{kind}" for kind in KIND_JOBS for side in ("kind:", "bare:predict:")}
+REPEATED |= {"source:database"} | {f"{side}{source}" for source in SOURCE_JOBS for side in ("source:", "bare:")}
 REPEATS = 3
 REPEAT_UP_TO = 1_000_000
 
@@ -562,20 +732,34 @@ SCALE_SIZES = (1_000_000, 5_000_000)
 SCALE_WORKERS = [w for w in (2, 4, 8, 16) if w <= (os.cpu_count() or 1)]
 
 
-def order(rows: int, baseline: bool = True, only_kinds: bool = False) -> list[str]:
+def with_sources(rows: int, only_sources: bool = False) -> bool:
+    """Whether the source lines run at this size (then the Parquet export and the S3 server are needed)."""
+    return rows <= SOURCE_UP_TO or only_sources
+
+
+def order(rows: int, baseline: bool = True, only_kinds: bool = False, only_sources: bool = False) -> list[str]:
     """The measurements of one size, in the order they run (a stage reads the state its previous stage left).
-    ``only_kinds``: the model kinds' lines and what they need (a run's stages, once each, for the snapshot)."""
+    ``only_kinds``: the model kinds' lines and what they need (a run's stages, once each, for the snapshot).
+    ``only_sources``: the source lines and their bare reads (bare:read is the database source's)."""
     k = REPEATS if rows <= REPEAT_UP_TO else 1
     scale = [f"scale:{w}" for w in SCALE_WORKERS] * k if rows in SCALE_SIZES else []
     # each kind's score beside its bare predict, alternating (they read the snapshot stage extract left)
     kinds = [m for kind in KIND_JOBS for m in [f"kind:{kind}", f"bare:predict:{kind}"] * k] if rows <= KIND_UP_TO or only_kinds else []
-    if only_kinds:
-        return ["stage:extract", "stage:validate", "stage:score", *kinds, "stage:publish", "bare:predict"]
+    # each Parquet source's extract beside its bare read, alternating; the database source's extract
+    # alternates with bare:read (beside stage extract in a whole run)
+    sources = with_sources(rows, only_sources)
+    parquet = [m for source in SOURCE_JOBS for m in [f"source:{source}", f"bare:{source}"] * k] if sources else []
+    if only_kinds or only_sources:
+        picked = ["source:database", "bare:read"] * k + parquet if only_sources else []
+        if only_kinds:
+            picked += ["stage:extract", "stage:validate", "stage:score", *kinds, "stage:publish", "bare:predict"]
+        return picked
     return (
         ["baseline"] * (k if baseline else 0)
         + ["nightscore"] * k
         + scale
-        + ["stage:extract", "bare:read"] * k
+        + ["stage:extract", "bare:read", *(["source:database"] if sources else [])] * k
+        + parquet
         + ["stage:validate", "stage:score", "part:drift"]
         + kinds
         + ["stage:publish", "bare:ingest"] * k
@@ -708,6 +892,12 @@ def main() -> int:
         help="only the model kinds' lines (multiclass and regression beside their bare predict, the binary stage score "
         "beside its own), at any size given",
     )
+    ap.add_argument(
+        "--only-sources",
+        action="store_true",
+        help="only the sources' lines (the extract from PostgreSQL, a local Parquet folder and Parquet in S3, each "
+        "beside its bare read), at any size given; no model is trained for them",
+    )
     args = ap.parse_args()
     home = args.home.resolve()
 
@@ -717,32 +907,49 @@ def main() -> int:
         f"nightscore bench: {', '.join(f'{n:,}' for n in sizes)} rows; {os.cpu_count()} cores; Python {platform.python_version()}",
         flush=True,
     )
-    settings = bench_settings(home)
-    write_job(settings.jobs_dir)
-    from pipeline import db
+    # the S3 server first: its endpoint goes into the environment the settings and the children read
+    lake_sizes = [n for n in sizes if with_sources(n, args.only_sources)]
+    s3_server = start_s3() if lake_sizes else None
+    try:
+        settings = bench_settings(home)
+        write_job(settings.jobs_dir)
+        from pipeline import db
 
-    db.ready_engine(settings)
-    ensure_source(settings, sizes)
-    version = ensure_model(settings)
-    ensure_kind_models(settings)
-    print(f"  model bench_xgb v{version}; database {db.safe_url(settings.database_url)}", flush=True)
+        db.ready_engine(settings)
+        ensure_source(settings, sizes)
+        if lake_sizes:
+            ensure_lake(settings, lake_sizes)
+        if not args.only_sources or args.only_kinds:
+            version = ensure_model(settings)
+            ensure_kind_models(settings)
+            print(f"  model bench_xgb v{version}; database {db.safe_url(settings.database_url)}", flush=True)
+        else:
+            print(f"  database {db.safe_url(settings.database_url)}", flush=True)
 
-    results: dict[int, dict[str, dict[str, Any]]] = {}
-    for n in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            state_file = Path(tmp) / "state.json"
-            runs: dict[str, list[dict[str, Any]]] = {}
-            for what in order(n, baseline=n <= 1_000_000 or args.baseline_above_1m, only_kinds=args.only_kinds):
-                settle(settings)
-                runs.setdefault(what, []).append(r := run_child(what, n, home, state_file))
-                if r.get("written") != n:
-                    raise SystemExit(f"{what} at {n:,} rows handled {r.get('written')} rows")
-            results[n] = {what: median_run(found) for what, found in runs.items()}
-        print_table(n, results[n])
-        if any(k.startswith("kind:") for k in results[n]):
-            print_kinds(n, results[n])
-        if any(k.startswith("scale:") for k in results[n]):
-            print_scaling(n, results[n])
+        results: dict[int, dict[str, dict[str, Any]]] = {}
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                state_file = Path(tmp) / "state.json"
+                runs: dict[str, list[dict[str, Any]]] = {}
+                plan = order(
+                    n, baseline=n <= 1_000_000 or args.baseline_above_1m, only_kinds=args.only_kinds, only_sources=args.only_sources
+                )
+                for what in plan:
+                    settle(settings)
+                    runs.setdefault(what, []).append(r := run_child(what, n, home, state_file))
+                    if r.get("written") != n:
+                        raise SystemExit(f"{what} at {n:,} rows handled {r.get('written')} rows")
+                results[n] = {what: median_run(found) for what, found in runs.items()}
+            print_table(n, results[n])
+            if any(k.startswith("kind:") for k in results[n]):
+                print_kinds(n, results[n])
+            if any(k.startswith("source:") for k in results[n]):
+                print_sources(n, results[n])
+            if any(k.startswith("scale:") for k in results[n]):
+                print_scaling(n, results[n])
+    finally:
+        if s3_server is not None:
+            s3_server.stop()
     total = time.perf_counter() - started
     misses = check_targets(results, total if sorted(sizes) == DEFAULT_SIZES else None)
     print(f"\ntotal {total:.0f} s")
@@ -785,14 +992,59 @@ def print_kinds(n: int, res: dict[str, dict[str, Any]]) -> None:
     print("| kind | model | nightscore s | bare predict s | nightscore / bare |")
     print("|---|---|---:|---:|---:|")
     lines = [("binary (stage score)", "200 trees", "stage:score", "bare:predict")]
-    lines += [("multiclass", f"5 classes, {KIND_ROUNDS['multiclass'] * len(KIND_CLASSES)} trees", "kind:multiclass", "bare:predict:multiclass")]
-    lines += [("regression", f"3 quantiles, {KIND_ROUNDS['regression'] * len(KIND_QUANTILES)} trees", "kind:regression", "bare:predict:regression")]
+    lines += [
+        ("multiclass", f"5 classes, {KIND_ROUNDS['multiclass'] * len(KIND_CLASSES)} trees", "kind:multiclass", "bare:predict:multiclass")
+    ]
+    lines += [
+        (
+            "regression",
+            f"3 quantiles, {KIND_ROUNDS['regression'] * len(KIND_QUANTILES)} trees",
+            "kind:regression",
+            "bare:predict:regression",
+        )
+    ]
     for label, model, ours, bare in lines:
         if ours in res and bare in res:
             a, b = res[ours]["seconds"], res[bare]["seconds"]
             print(f"| {label} | {model} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
     print("(the kinds: pipeline.score.score on the day's feature snapshot, drift counting and the predictions Parquet")
     print(" included; medians of alternating runs. The binary line is the whole score stage, run once.)")
+
+
+SOURCE_LINES = [  # (source, how it is read, its extract line, its bare read line)
+    ("database", "PostgreSQL, ADBC", "source:database", "bare:read"),
+    ("parquet-local", "Parquet, local folder", "source:parquet-local", "bare:parquet-local"),
+    ("parquet-s3", "Parquet, S3 (moto)", "source:parquet-s3", "bare:parquet-s3"),
+]
+PEAK_TARGET = 1.10  # the Parquet-in-S3 extract's peak over the database extract's, at 1,000,000 rows
+
+
+def print_sources(n: int, res: dict[str, dict[str, Any]]) -> None:
+    """Each source's extract against its bare read: seconds, their ratio, each child's peak memory (and how
+    far it rose above the child's memory at the start, its imports); the ratios go into ``res`` for the JSON."""
+    print(f"\nsources at {n:,} rows: each source's extract (pipeline.extract.extract → features.parquet) against its bare read")
+    print("| source | read by | extract s | bare read s | extract / bare | extract peak MB (+ rise) | bare peak MB (+ rise) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+
+    def peak(r: dict[str, Any]) -> str:
+        rise = f" (+{r['peak_mb'] - r['start_mb']:,.0f})" if "start_mb" in r else ""
+        return f"{r['peak_mb']:,.0f}{rise}"
+
+    for source, read_by, ours, bare in SOURCE_LINES:
+        if ours in res and bare in res:
+            a, b = res[ours], res[bare]
+            a["vs_bare"] = round(a["seconds"] / b["seconds"], 3)
+            print(f"| {source} | {read_by} | {a['seconds']:.2f} | {b['seconds']:.2f} | {a['vs_bare']:.2f}x | {peak(a)} | {peak(b)} |")
+    if "source:parquet-s3" in res and "source:database" in res:
+        s3, database = res["source:parquet-s3"], res["source:database"]
+        s3["peak_vs_database"] = round(s3["peak_mb"] / database["peak_mb"], 3)
+        print(
+            f"parquet-s3 extract's peak over the database extract's: {s3['peak_vs_database']:.2f}x "
+            f"({s3['peak_mb']:,.0f} / {database['peak_mb']:,.0f} MB; target at 1,000,000 rows ≤ {PEAK_TARGET:.2f}x)"
+        )
+    print("(medians of alternating runs; the database's bare read is bare:read, ADBC into one Arrow table; a Parquet")
+    print(" bare read is pyarrow.dataset(...).to_table(columns=the contract's). Peak: the child's peak RSS, its imports")
+    print(" included; + rise: above its memory when the clock started)")
 
 
 SCALE_STAGES = ("extract", "validate", "score", "load")
@@ -852,6 +1104,13 @@ def check_targets(results: dict[int, dict[str, dict[str, Any]]], total_seconds: 
         target(ratio <= 1.5, f"1M rows: extract takes {ratio:.2f}x the bare ADBC read (target ≤ 1.5x)")
         ratio = r["stage:publish"]["seconds"] / r["bare:ingest"]["seconds"]
         target(ratio <= 1.5, f"1M rows: publish takes {ratio:.2f}x the bare ADBC ingest (target ≤ 1.5x)")
+    if 1_000_000 in results and {"source:parquet-s3", "source:database"} <= set(results[1_000_000]):
+        s3, database = results[1_000_000]["source:parquet-s3"]["peak_mb"], results[1_000_000]["source:database"]["peak_mb"]
+        target(
+            s3 <= PEAK_TARGET * database,
+            f"1M rows: extract from Parquet in S3 peaks at {s3:,.0f} MB = {s3 / database:.2f}x the extract from PostgreSQL "
+            f"({database:,.0f} MB) (target ≤ {PEAK_TARGET:.2f}x)",
+        )
     if 1_000_000 in results and 5_000_000 in results:
         m1, m5 = results[1_000_000]["nightscore"]["peak_mb"], results[5_000_000]["nightscore"]["peak_mb"]
         target(m5 <= 2 * m1, f"peak memory of nightscore at 5M rows {m5:,.0f} MB = {m5 / m1:.2f}x that at 1M ({m1:,.0f} MB) (target ≤ 2x)")

@@ -36,6 +36,8 @@ def spec_row(spec: JobSpec) -> dict[str, Any]:
         "model": f"{spec.model.name}@{spec.model.alias}",
         "kind": spec.model.kind,
         "features": len(spec.features),
+        "key": spec.key_columns,
+        "source": spec.source.model_dump(exclude_none=True),  # {"sql": ...}, {"connection": ..., "sql": ...} or {"parquet": ...}
         "owner": spec.owner,
         "spec": str(spec.spec_path),
     }

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from pipeline.cli.common import BOX, err, friendly, out, print_json, settings
 
-_COLUMNS = ("job", "schedule", "model", "kind", "features")  # the owner and spec path: --json
+_COLUMNS = ("job", "schedule", "model", "kind", "features")  # the key, source, owner and spec path: --json
 
 
 @friendly

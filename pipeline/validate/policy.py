@@ -68,7 +68,7 @@ def check_day(spec: JobSpec, ds: Any, rows: int, quarantined: int, shards: int, 
         raise ValidationFailed(
             f"validation of job {spec.name!r} failed: the source returned {rows} row(s) for {ds}{over}, fewer than min_rows {policy.min_rows}",
             where=where,
-            fix=f"check that the day's data has arrived in the source ({spec.source.sql}), or lower validation.min_rows in "
+            fix=f"check that the day's data has arrived in the source ({spec.source.sql or spec.source.parquet}), or lower validation.min_rows in "
             f"{spec.spec_path.name}; {untouched}",
         )
     if not quarantined:
@@ -90,7 +90,7 @@ def raise_if_failed(outcome: ValidationOutcome, spec: JobSpec, where: str) -> No
     untouched = "nothing was published and the previous data is untouched"
     if any(not r.row_level for r in outcome.failed_rules):
         fix = (
-            f"the partition's shape differs from the feature contract: correct the source query ({spec.source.sql}) or the source table, "
+            f"the partition's shape differs from the feature contract: correct the source ({spec.source.sql or spec.source.parquet}: its query, table or files), "
             f"or change the contract in {spec.spec_path.name} if the new shape is intended (then retrain); {untouched}"
         )
     else:

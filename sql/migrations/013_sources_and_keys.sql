@@ -51,7 +51,10 @@ BEGIN
         v_cols := v_cols || format('(%s)::%s AS %I, ', v_part, v_col->>'type', v_col->>'name');
     END LOOP;
     EXECUTE format('DROP VIEW IF EXISTS public.%I', v_name);
-    EXECUTE format('CREATE VIEW public.%I AS SELECT %s score, label, scores, model_name, model_version, ds, entity_id, run_id, scored_at '
+    IF NOT p_columns @> '[{"name": "entity_id"}]' THEN  -- the text key too, unless a key column has its name
+        v_cols := v_cols || 'entity_id, ';
+    END IF;
+    EXECUTE format('CREATE VIEW public.%I AS SELECT %s score, label, scores, model_name, model_version, ds, run_id, scored_at '
                    'FROM public.predictions WHERE job = %L', v_name, v_cols, p_job);
     EXECUTE format('COMMENT ON VIEW public.%I IS %L', v_name,
                    'nightscore: the predictions of job ' || p_job || ' with its key''s own columns (kept up to date by nightscore)');

@@ -1,6 +1,7 @@
 """A small run of ``make bench`` (10,000 rows) so that the benchmark cannot rot: every measurement runs,
 handles every row, and the table comes out, the model kinds' lines (multiclass and regression, each beside its
-bare predict) included. The numbers themselves are not judged here (that is make bench)."""
+bare predict) and the sources' lines (the extract from PostgreSQL, a local Parquet folder and Parquet in moto's
+S3, each beside its bare read) included. The numbers themselves are not judged here (that is make bench)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def test_bench_smoke(pg_server, tmp_path):
             "score regression, 3 quantiles",
             "bare inplace_predict, regression",
             "model kinds at 10,000 rows",
+            "extract from Parquet in S3",
+            "bare pyarrow.dataset read, S3",
+            "sources at 10,000 rows",
         ):
             assert label in out.stdout
         result = json.loads((tmp_path / "r.json").read_text())["results"]["10000"]
@@ -70,11 +74,17 @@ def test_bench_smoke(pg_server, tmp_path):
             "bare:predict:multiclass",
             "kind:regression",
             "bare:predict:regression",
+            "source:database",
+            "source:parquet-local",
+            "bare:parquet-local",
+            "source:parquet-s3",
+            "bare:parquet-s3",
         }
         assert all(r["written"] == 10_000 and r["seconds"] > 0 and r["peak_mb"] > 0 for r in result.values())
         # what the targets compare ran three times and is reported by its median run
         kinds = ("kind:multiclass", "bare:predict:multiclass", "kind:regression", "bare:predict:regression")
-        for what in ("nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest", *kinds):
+        sources = ("source:database", "source:parquet-local", "bare:parquet-local", "source:parquet-s3", "bare:parquet-s3")
+        for what in ("nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest", *kinds, *sources):
             runs = result[what]["all_seconds"]
             assert len(runs) == 3 and round(result[what]["seconds"], 4) == sorted(runs)[1], (what, result[what])
         assert len(result["baseline"]["all_seconds"]) == 3  # the ratio's denominator is the baseline's median too
