@@ -45,7 +45,8 @@ class DayFailedNotifier(BaseNotifier):
         task = getattr(ti, "task_id", None)
         row = _ledger_row(airflow_run_id)
         error = (row or {}).get("error") or f"task {task or '?'} failed; its log says why"
-        alerts.send(
+        alerts.route(
+            _engine(),
             spec.alerts,
             alerts.Alert(
                 job=self.job,
@@ -94,7 +95,8 @@ def day_late(context: dict[str, Any] | None = None, job: str = "", deadline: str
         if row
         else f"the Airflow run is {dag_run.get('state', 'not started')}"
     )
-    alerts.send(
+    alerts.route(
+        _engine(),
         spec.alerts,
         alerts.Alert(
             job=job,
@@ -106,6 +108,18 @@ def day_late(context: dict[str, Any] | None = None, job: str = "", deadline: str
             airflow_run_id=airflow_run_id,
         ),
     )
+
+
+def _engine() -> Any:
+    """The ledger's engine for the alert rules' memory, or None when the database cannot be reached (the
+    alert then goes out unrecorded: never lost because the ledger is down)."""
+    from pipeline import db
+
+    try:
+        return db.engine(task_settings())
+    except Exception as exc:
+        log.warning("alert sent without the ledger (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
 
 
 def deadline_alert(spec: Any) -> Any:

@@ -4,7 +4,7 @@ connections, call one step, log what happened, return small JSON-friendly state 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from nightscore_airflow.assets import drift_events, training_reason
@@ -18,7 +18,7 @@ def _optional_int(value: Any) -> int | None:
 
 
 def _day(spec: Any, context: Any) -> date:
-    """The day a scoring run scores (:func:`pipeline.schedule.resolve_ds`, the rule the README states)."""
+    """The day a scoring run scores (:func:`pipeline.schedule.resolve_ds`, the rule docs/airflow.md states)."""
     from pipeline.schedule import resolve_ds
 
     dr = context["dag_run"]
@@ -136,7 +136,6 @@ def evaluate(job: str, context: Any) -> dict[str, Any]:
     from pipeline import lookback
     from pipeline.evaluate import alert_extra
     from pipeline.jobs import parse_ds
-    from pipeline.metrics import export
     from pipeline.schedule import job_today
 
     settings = task_settings(job)
@@ -147,29 +146,32 @@ def evaluate(job: str, context: Any) -> dict[str, Any]:
     found = lookback.evaluate(settings, spec, ds, early=bool(params.get("early")), today=today)
     if not found:
         log.info("%s: no published day whose outcomes matured by %s is left to evaluate", job, today)
-    if found:
-        export(settings, job)
     return {"evaluations": [e.to_dict() for e in found], "alert": alert_extra(found)}
 
 
 def train(job: str, context: Any) -> dict[str, Any]:
     """Train, register, and promote to the alias only if the new model beats it by the spec's margin."""
     from pipeline.jobs import parse_ds
-    from pipeline.schedule import default_day
-    from pipeline.train import train_model
+    from pipeline.train import matured_until, train_model
 
     log.info("training %s because of %s", job, training_reason(context))
     settings = task_settings(job)
     spec = load_spec(job)
     params = context["params"]
     drifted = [e["ds"] for e in drift_events(context) if e.get("ds")]
+    ready = matured_until(spec, context["dag_run"].run_after)
     if params.get("end"):
         end = parse_ds(params["end"], where="the end parameter")
-    elif drifted:  # started by drift: hold out the days up to the drifted one, so the new model has seen them
-        end = parse_ds(max(drifted), where="the drift event's ds")
-    else:
-        end = default_day(spec.timezone, context["dag_run"].run_after)
-    result = train_model(settings, spec, end=end, promote=params.get("promote") or "if_better")
+    elif drifted:  # started by drift: the window ends mature_days before the drifted day (its labels matured)
+        mature = spec.evaluation.mature_days if spec.evaluation else 0
+        end = min(parse_ds(max(drifted), where="the drift event's ds") - timedelta(days=mature), ready)
+    else:  # the latest day whose labels have matured
+        end = ready
+    result = train_model(
+        settings, spec, end=end, promote=params.get("promote") or "if_better", now=context["dag_run"].run_after
+    )
+    for note in result.notes or []:
+        log.warning("%s", note)
     log.info("%s v%s trained on the window ending %s: %s", result.model_name, result.version, end, result.metrics)
     log.info("%s", result.reason)
     return {

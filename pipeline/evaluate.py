@@ -116,7 +116,7 @@ def _require_evaluation(spec: JobSpec) -> None:
         raise NightscoreError(
             f"job {spec.name!r} has no evaluation block",
             where=str(spec.spec_path),
-            fix="add evaluation: {sql: <outcomes query>.sql, mature_days: N} to the spec (README, 'Delayed labels')",
+            fix="add evaluation: {sql: <outcomes query>.sql, mature_days: N} to the spec (docs/delayed-labels.md)",
         )
 
 
@@ -165,24 +165,40 @@ def evaluate_day(settings: Settings, spec: JobSpec, ds: date, *, today: date | N
     ev.levels, ev.level = evaluate_kinds.grade(spec, metrics, holdout, ev.rows_labelled)
     _record(eng, ev)
     log.info("%s", ev.line())
-    if ev.level == "alert":
-        _notify(spec, ev)
+    if ev.level in ("warn", "alert"):
+        _notify(eng, spec, ev)
     return ev
 
 
-def _notify(spec: JobSpec, ev: DayEvaluation) -> None:
+def _notify(eng: Any, spec: JobSpec, ev: DayEvaluation) -> None:
+    """The day's performance alert (its level: warn or alert), through the job's alert rules."""
     from pipeline import alerts
 
-    log.warning("performance alert for %s %s: %s", ev.job, ev.ds, ", ".join(ev.alerts))
-    alerts.send(
+    assert spec.evaluation is not None
+    crossed = [
+        {
+            "what": name,
+            "value": entry["value"],
+            "threshold": getattr(getattr(spec.evaluation, name), entry["level"]),
+            "level": entry["level"],
+        }
+        for name, entry in sorted(ev.levels.items())
+        if entry["level"] in ("warn", "alert")
+    ]
+    if ev.level == "alert":
+        log.warning("performance alert for %s %s: %s", ev.job, ev.ds, ", ".join(ev.alerts))
+    alerts.route(
+        eng,
         spec.alerts,
         alerts.Alert(
             job=ev.job,
             ds=ev.ds,
             kind="performance",
-            summary="performance below the model's holdout: " + ", ".join(f"{k} {ev.levels[k]['value']}" for k in ev.alerts),
+            level=ev.level,
+            summary="performance below the model's holdout: " + ", ".join(f"{c['what']} {c['value']}" for c in crossed),
             detail=ev.line(),
             run_id=ev.run_id,
+            crossed=crossed,
         ),
     )
 

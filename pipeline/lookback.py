@@ -23,11 +23,15 @@ def evaluate(
     settings: Settings, spec: JobSpec, ds: date | None = None, *, early: bool = False, today: date | None = None
 ) -> list[DayEvaluation]:
     """Evaluate the published day ``ds`` (``early``: before its outcomes have matured), or, without ``ds``,
-    every matured day not yet evaluated; ``today`` defaults to the day in progress in the job's time zone."""
+    every matured day not yet evaluated; ``today`` defaults to the day in progress in the job's time zone. The
+    job's metrics are exported after any evaluation (:func:`pipeline.metrics.export`)."""
+    from pipeline.metrics import export
+
     today = today or job_today(spec.timezone)
-    if ds is not None:
-        return [evaluate_day(settings, spec, ds, today=today, early=early)]
-    return evaluate_matured(settings, spec, today)
+    found = [evaluate_day(settings, spec, ds, today=today, early=early)] if ds is not None else evaluate_matured(settings, spec, today)
+    if found:  # every command that computes a result exports it: the CLI's evaluate as the Airflow task
+        export(settings, spec.name)
+    return found
 
 
 def matured_window(spec: JobSpec, today: date | None = None) -> tuple[date, date] | None:
@@ -56,8 +60,9 @@ def report_path(settings: Settings, job: str, last: date, days: int) -> Path:
 
 
 def write_report(settings: Settings, spec: JobSpec, days: int, *, last: date | None = None, path: Path | None = None) -> ReportWritten:
-    """Write the HTML report of ``spec`` over ``days`` days ending ``last`` (default: the latest complete
-    day in the job's time zone) to ``path`` (default: :func:`report_path`)."""
+    """Write the HTML report of ``spec`` ending ``last`` (default: the latest complete day in the job's time
+    zone) to ``path`` (default: :func:`report_path`). Its window reaches back ``days`` plus the job's
+    ``evaluation.mature_days``, so that ``days`` days with matured outcomes are in its performance section."""
     from pipeline import db
     from pipeline.evaluate import history
     from pipeline.report import job_report
@@ -65,7 +70,8 @@ def write_report(settings: Settings, spec: JobSpec, days: int, *, last: date | N
 
     last = last if last is not None else default_day(spec.timezone)
     path = path or report_path(settings, spec.name, last, days)
-    first = last - timedelta(days=days - 1)
+    mature = spec.evaluation.mature_days if spec.evaluation else 0
+    first = last - timedelta(days=days + mature - 1)
     summary = job_report(settings, spec, first, last, path)
     latest = latest_line(history(db.ready_engine(settings), spec.name, first, last)) if summary.get("evaluations") else None
     return ReportWritten(path, first, last, summary, latest)

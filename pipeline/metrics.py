@@ -1,19 +1,18 @@
 """Metrics for the monitoring a team already runs: Prometheus, through a Pushgateway or node-exporter.
 
-After every run (succeeded or failed) and every evaluation, the job's metrics are rebuilt from the ledger
-(so they are right even when an earlier export was missed) with ``prometheus_client`` and either pushed to
-the Pushgateway at ``NIGHTSCORE_PUSHGATEWAY_URL`` (group ``job="nightscore", scoring_job="<job>"``, replaced
-whole each time) or, without one, written as a node-exporter textfile ``<NIGHTSCORE_METRICS_DIR>/nightscore_<job>.prom``
-(default folder ``<home>/metrics``; point node-exporter's ``--collector.textfile.directory`` at it).
+After every run (succeeded or failed), every evaluation and every training, from the CLI and from Airflow
+alike, the job's metrics are rebuilt from the ledger (so they are right even when an earlier export was
+missed) with ``prometheus_client`` and either pushed to the Pushgateway at ``NIGHTSCORE_PUSHGATEWAY_URL``
+(group ``job="nightscore", scoring_job="<job>"``, replaced whole each time) or, without one, written as a
+node-exporter textfile ``<NIGHTSCORE_METRICS_DIR>/nightscore_<job>.prom`` (default folder ``<home>/metrics``).
 ``nightscore metrics --job J`` prints the same in OpenMetrics form. A failed export is logged, never fatal.
 
-Every metric carries ``scoring_job`` (``job`` is the Pushgateway's own grouping label). The latest
-evaluation's metrics are ``nightscore_evaluation_value{metric=...}`` for every kind: binary ``auc``,
-``logloss``, ``brier``, ``decision_precision``, ``decision_recall``, ``calibration_error``; multiclass
-``logloss``, ``accuracy``, ``macro_f1``; regression ``rmse``, ``mae``, ``r2`` and, for quantile models,
-``pinball``, ``coverage``, ``coverage_expected``. Per class (multiclass): ``nightscore_evaluation_class_value
-{class=..., metric="recall"|"share"|"predicted_share"}``; per comparison with the holdout:
-``nightscore_evaluation_comparison{comparison="auc_drop"|"rmse_rise"|...}``.
+Prometheus' conventions: one quantity a name, units in the name (``_seconds``, ``_ratio``), ``_total`` for
+counters, an ``_info`` metric for the model. Each kind of check shows its **latest result whenever it was
+computed**, with the day it concerns in a gauge of its own: the last publish, the last drift judgement (a
+backfill of an older day is the latest judgement), the last evaluation (delayed labels always concern older
+days). Every metric carries ``scoring_job`` (``job`` is the Pushgateway's own grouping label). The names:
+docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -29,30 +28,76 @@ from pipeline.kinds import as_number
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("extracted", "valid", "quarantined", "scored", "published")
+LEVELS = {"ok": 0, "warn": 1, "alert": 2, "insufficient": -1}
+STATUS = ("published", "succeeded", "failed", "interrupted", "abandoned", "running")
+# the evaluation's metrics: the name each has in the ledger -> its metric name (units as Prometheus wants them)
+EVALUATION_NAMES = {
+    "auc": "auc",
+    "logloss": "logloss",
+    "brier": "brier_score",
+    "decision_precision": "decision_precision_ratio",
+    "decision_recall": "decision_recall_ratio",
+    "calibration_error": "calibration_error",
+    "accuracy": "accuracy_ratio",
+    "macro_f1": "macro_f1",
+    "rmse": "rmse",
+    "mae": "mae",
+    "r2": "r2",
+    "pinball": "pinball_loss",
+    "coverage": "interval_coverage_ratio",
+    "coverage_expected": "interval_coverage_expected_ratio",
+}
 BINARY_COLUMNS = ("auc", "logloss", "brier", "decision_precision", "decision_recall", "calibration_error")
 KIND_METRICS = {
     "multiclass": ("logloss", "accuracy", "macro_f1"),
     "regression": ("rmse", "mae", "r2", "pinball", "coverage", "coverage_expected"),
 }
-CLASS_METRICS = ("recall", "share", "predicted_share")
-LEVELS = {"ok": 0, "warn": 1, "alert": 2, "insufficient": -1}
-STATUS = ("published", "succeeded", "failed", "interrupted", "abandoned", "running")
+CLASS_METRICS = {"recall": "class_recall_ratio", "share": "class_share_ratio", "predicted_share": "class_predicted_share_ratio"}
+# drift metric -> its metric name
+DRIFT_NAMES = {"psi": "psi", "ks": "ks", "js": "js_distance", "null_rate": "null_rate_change_ratio", "out_of_range": "out_of_range_ratio"}
 
 
-def job_registry(eng: Any, job: str) -> Any:
-    """A ``CollectorRegistry`` with ``job``'s metrics, read from the ledger."""
-    from prometheus_client import CollectorRegistry, Gauge
-
-    reg = CollectorRegistry()
+def job_registry(eng: Any, job: str, spec: Any | None = None) -> Any:
+    """A ``CollectorRegistry`` with ``job``'s metrics, read from the ledger (``spec``: for the model's ``_info``)."""
     with eng.connect() as conn:
-        last = conn.execute(db.query("metrics_last_run"), {"job": job}).mappings().first()
-        pub = conn.execute(db.query("metrics_last_publish"), {"job": job}).mappings().first()
-        drift = list(conn.execute(db.query("metrics_drift"), {"job": job}).mappings())
-        evaluation = conn.execute(db.query("get_latest_evaluation"), {"job": job}).mappings().first()
+        facts = {
+            "last": conn.execute(db.query("metrics_last_run"), {"job": job}).mappings().first(),
+            "publish": conn.execute(db.query("metrics_last_publish"), {"job": job}).mappings().first(),
+            "drift": list(conn.execute(db.query("metrics_drift"), {"job": job}).mappings()),
+            "evaluation": conn.execute(db.query("metrics_latest_evaluation"), {"job": job}).mappings().first(),
+            "counts": list(conn.execute(db.query("metrics_run_counts"), {"job": job}).mappings()),
+            "alerts": list(conn.execute(db.query("count_alerts"), {"job": job}).mappings()),
+            "model": (
+                conn.execute(db.query("metrics_model"), {"name": spec.model.name, "alias": spec.model.alias}).mappings().first()
+                if spec is not None
+                else None
+            ),
+        }
+    if spec is not None and facts["model"] is not None:
+        facts["model"] = {"model_name": spec.model.name, "alias": spec.model.alias, **facts["model"]}
+    return build_registry(job, facts)
+
+
+def build_registry(job: str, facts: dict[str, Any]) -> Any:
+    """The metrics of ``job`` from what the ledger says (``facts``: the rows :func:`job_registry` reads; the
+    unit tests give their own)."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Info, disable_created_metrics
+
+    disable_created_metrics()  # counters rebuilt from the ledger: no _created sample that would move each export
+    reg = CollectorRegistry()
+    last, pub, drift, evaluation = facts.get("last"), facts.get("publish"), facts.get("drift") or [], facts.get("evaluation")
+    model = facts.get("model")
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
         return Gauge(name, doc, ("scoring_job", *labels), registry=reg)
 
+    def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
+        return Counter(name, doc, ("scoring_job", *labels), registry=reg)
+
+    if model is not None:
+        Info("nightscore_model", "The model version the job's alias names now", ("scoring_job",), registry=reg).labels(job).info(
+            {"model_name": model["model_name"], "alias": model["alias"], "model_version": str(model["version"]), "kind": str(model["kind"])}
+        )
     if pub and pub["published_at"] is not None:
         gauge("nightscore_last_publish_timestamp_seconds", "When a day of the job was last published (Unix time)").labels(job).set(
             pub["published_at"].timestamp()
@@ -75,46 +120,89 @@ def job_registry(eng: Any, job: str) -> Any:
         stage = gauge("nightscore_last_run_stage_seconds", "Seconds each stage of the job's latest finished run took", ("stage",))
         for name, secs in sorted((last["stage_seconds"] or {}).items()):
             stage.labels(job, name).set(float(secs))
+    _counters(counter, job, facts.get("counts") or [], facts.get("alerts") or [])
     if drift:
-        value = gauge("nightscore_drift_value", "Drift of the latest published day, per feature (or score) and metric", ("feature", "metric"))
-        for d in drift:
-            if d["value"] is not None:
-                value.labels(job, d["feature"], d["metric"]).set(d["value"])
-        worst = max(LEVELS.get(d["level"], 0) for d in drift)
-        gauge("nightscore_drift_level", "The latest published day's worst drift level: 0 ok, 1 warn, 2 alert").labels(job).set(worst)
+        _drift(gauge, job, drift)
     if evaluation:
         _evaluation(gauge, job, evaluation)
         gauge("nightscore_evaluation_level", "The latest evaluation's level: 0 ok, 1 warn, 2 alert, -1 too few labels").labels(job).set(
             LEVELS.get(evaluation["level"], 0)
         )
-        gauge("nightscore_evaluation_day_timestamp_seconds", "The latest evaluated day: its midnight UTC (Unix time)").labels(job).set(
+        gauge("nightscore_evaluation_day_timestamp_seconds", "The day the latest evaluation concerns: its midnight UTC").labels(job).set(
             _midnight(evaluation["ds"])
         )
+        if evaluation.get("evaluated_at") is not None:
+            gauge("nightscore_evaluation_timestamp_seconds", "When the latest evaluation was computed (Unix time)").labels(job).set(
+                evaluation["evaluated_at"].timestamp()
+            )
     return reg
 
 
+def _counters(counter: Any, job: str, counts: list[Any], raised: list[Any]) -> None:
+    """Runs by outcome, rows scored, quarantined and published, alerts by kind and level (raised; and sent)."""
+    runs = counter("nightscore_runs", "Finished runs of the job (not dry runs), by the status they ended in", ("status",))
+    totals = {"scored": 0, "quarantined": 0, "published": 0}
+    for row in counts:
+        runs.labels(job, row["status"]).inc(int(row["runs"]))
+        for k in totals:
+            totals[k] += int(row[k] or 0)
+    for k, doc in (("scored", "scored"), ("quarantined", "quarantined by validation"), ("published", "published")):
+        counter(f"nightscore_rows_{k}", f"Rows {doc}, over every finished run of the job").labels(job).inc(totals[k])
+    alerts = counter("nightscore_alerts", "Alerts raised for the job (sent or held back by its alert rules), by kind and level", ("kind", "level"))
+    sent = counter("nightscore_alerts_sent", "Alerts sent to the job's channels, by kind and level", ("kind", "level"))
+    for row in raised:
+        alerts.labels(job, row["kind"], row["level"]).inc(int(row["n"]))
+        if row["sent"]:
+            sent.labels(job, row["kind"], row["level"]).inc(int(row["n"]))
+
+
+def _drift(gauge: Any, job: str, drift: list[Any]) -> None:
+    """The latest drift judgement: each metric under its own name per feature (or the score), its worst level,
+    the day it concerns and when it was made."""
+    by_metric: dict[str, Any] = {}
+    for d in drift:
+        name = DRIFT_NAMES.get(d["metric"])
+        if name is None or d["value"] is None:
+            continue
+        if name not in by_metric:
+            by_metric[name] = gauge(f"nightscore_drift_{name}", f"The latest drift judgement's {d['metric']}, per feature (or score)", ("feature",))
+        by_metric[name].labels(job, d["feature"]).set(d["value"])
+    worst = max(LEVELS.get(d["level"], 0) for d in drift)
+    gauge("nightscore_drift_level", "The latest drift judgement's worst level: 0 ok, 1 warn, 2 alert").labels(job).set(worst)
+    gauge("nightscore_drift_day_timestamp_seconds", "The day the latest drift judgement concerns: its midnight UTC").labels(job).set(
+        _midnight(drift[0]["ds"])
+    )
+    gauge("nightscore_drift_timestamp_seconds", "When the latest drift judgement was made (Unix time)").labels(job).set(
+        drift[0]["finished_at"].timestamp()
+    )
+
+
 def _evaluation(gauge: Any, job: str, evaluation: Any) -> None:
-    """The latest evaluation's metrics by kind (binary from its columns, as before kinds) and its comparisons with the holdout."""
+    """The latest evaluation's metrics by kind (binary from its columns), each under its own name; per class
+    (multiclass); and each comparison with the holdout (``..._drop``, ``..._rise``)."""
     kind = evaluation.get("kind") or "binary"
     metrics = evaluation.get("metrics") or {}
-    perf = gauge("nightscore_evaluation_value", "The latest evaluated day's metric on its delayed outcomes", ("metric",))
     if kind == "binary":
-        values = {m: evaluation[m] for m in BINARY_COLUMNS}
+        values = {m: evaluation.get(m) for m in BINARY_COLUMNS}
     else:
         values = {m: metrics.get(m) for m in KIND_METRICS.get(kind, ())}
+    done: set[str] = set()
     for name, value in values.items():
         if _number(value):
-            perf.labels(job, name).set(value)
+            metric = f"nightscore_evaluation_{EVALUATION_NAMES[name]}"
+            gauge(metric, f"The latest evaluation's {name} on the day's delayed outcomes").labels(job).set(value)
+            done.add(metric)
     if kind == "multiclass":
-        per_class = gauge("nightscore_evaluation_class_value", "The latest evaluated day's per-class metric (multiclass)", ("class", "metric"))
-        for name in CLASS_METRICS:
+        for name, metric_name in CLASS_METRICS.items():
+            per_class = gauge(f"nightscore_evaluation_{metric_name}", f"The latest evaluation's per-class {name}", ("class",))
             for cls, value in (metrics.get(name) or {}).items():
                 if _number(value):
-                    per_class.labels(job, cls, name).set(value)
-    compared = gauge("nightscore_evaluation_comparison", "The latest evaluated day against the model's holdout, per comparison", ("comparison",))
+                    per_class.labels(job, cls).set(value)
     for name, entry in sorted((evaluation.get("levels") or {}).items()):
-        if isinstance(entry, dict) and _number(entry.get("value")):
-            compared.labels(job, name).set(entry["value"])
+        metric = f"nightscore_evaluation_{name}"
+        if metric in done or not (isinstance(entry, dict) and _number(entry.get("value"))):
+            continue  # calibration_error is a metric and its own comparison: once
+        gauge(metric, f"The latest evaluation's {name.replace('_', ' ')} against the model's holdout").labels(job).set(entry["value"])
 
 
 def _number(value: Any) -> bool:
@@ -131,12 +219,21 @@ def textfile_path(settings: Settings, job: str) -> Path:
     return (settings.metrics_dir or settings.home / "metrics") / f"nightscore_{job}.prom"
 
 
+def _spec(settings: Settings, job: str) -> Any | None:
+    from pipeline.jobs import load_job
+
+    try:
+        return load_job(settings.jobs_dir, job)
+    except Exception:  # a job whose spec is gone still has its ledger's metrics
+        return None
+
+
 def export(settings: Settings, job: str, eng: Any | None = None) -> str | None:
     """Push ``job``'s metrics to the Pushgateway, or write its textfile; return where they went (None on failure)."""
     from prometheus_client import push_to_gateway, write_to_textfile
 
     try:
-        reg = job_registry(eng if eng is not None else db.engine(settings), job)
+        reg = job_registry(eng if eng is not None else db.engine(settings), job, _spec(settings, job))
         if settings.pushgateway_url:
             push_to_gateway(settings.pushgateway_url, job="nightscore", grouping_key={"scoring_job": job}, registry=reg, timeout=10)
             return settings.pushgateway_url
@@ -149,8 +246,8 @@ def export(settings: Settings, job: str, eng: Any | None = None) -> str | None:
         return None
 
 
-def openmetrics(eng: Any, job: str) -> str:
+def openmetrics(eng: Any, job: str, spec: Any | None = None) -> str:
     """``job``'s metrics in OpenMetrics text form."""
     from prometheus_client.openmetrics.exposition import generate_latest
 
-    return generate_latest(job_registry(eng, job)).decode()
+    return generate_latest(job_registry(eng, job, spec)).decode()

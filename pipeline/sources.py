@@ -203,6 +203,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _unreachable(spec: JobSpec, url: str, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"cannot connect to the source database of job {spec.name!r} ({_safe(url)}): {_first_line(exc)}",
+        where=spec.source_where(),
+        fix=f"check that the server answers and the URL of connection {spec.source.connection!r} is right",
+    )
+
+
+def _query_failed(spec: JobSpec, query: Query, url: str, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"{query.what} failed on {_safe(url)}: {_first_line(exc)}",
+        where=spec.source_where(),
+        fix="run the query on that database by hand to see the full error, then correct the query or the source table",
+    )
+
+
 def _hash_filter(batches: Iterator[pa.RecordBatch], columns: list[str], shard: int, shards: int) -> Iterator[pa.RecordBatch]:
     """Keep shard ``shard``'s rows, by the hash PostgreSQL computes for a query source (:mod:`pipeline.shards`)."""
     from pipeline.shards import shard_of
@@ -247,22 +263,14 @@ def _adbc(url: str, spec: JobSpec, query: Query, shard: int, shards: int, limit:
     try:
         conn = dbapi.connect(target)
     except Exception as exc:
-        raise SourceError(
-            f"cannot connect to the source database of job {spec.name!r} ({_safe(url)}): {_first_line(exc)}",
-            where=where,
-            fix=f"check that the server answers and the URL of connection {spec.source.connection!r} is right",
-        ) from None
+        raise _unreachable(spec, url, exc) from None
     try:
         cur = conn.cursor()
         try:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
         except Exception as exc:
-            raise SourceError(
-                f"{query.what} failed on {_safe(url)}: {_first_line(exc)}",
-                where=where,
-                fix="run the query on that database by hand to see the full error, then correct the query or the source table",
-            ) from None
+            raise _query_failed(spec, query, url, exc) from None
         batches = iter(reader) if postgres else _hash_filter(iter(reader), spec.key_columns, shard, shards)
         yield Stream(reader.schema, batches, engine_path(url))
         cur.close()
@@ -292,20 +300,12 @@ def _sqlalchemy(url: str, spec: JobSpec, query: Query, shard: int, shards: int, 
     try:
         conn = eng.connect()
     except Exception as exc:
-        raise SourceError(
-            f"cannot connect to the source database of job {spec.name!r} ({_safe(url)}): {_first_line(exc)}",
-            where=where,
-            fix=f"check that the server answers and the URL of connection {spec.source.connection!r} is right",
-        ) from None
+        raise _unreachable(spec, url, exc) from None
     try:
         try:
             result = conn.execution_options(stream_results=True).exec_driver_sql(sql)
         except Exception as exc:
-            raise SourceError(
-                f"{query.what} failed on {_safe(url)}: {_first_line(exc)}",
-                where=where,
-                fix="run the query on that database by hand to see the full error, then correct the query or the source table",
-            ) from None
+            raise _query_failed(spec, query, url, exc) from None
         names = list(result.keys())
         first = result.fetchmany(batch_rows)
         features = {f.name: _ARROW_BY_FEATURE[f.type] for f in spec.features}
@@ -339,16 +339,18 @@ def _sqlalchemy(url: str, spec: JobSpec, query: Query, shard: int, shards: int, 
 PARQUET_BATCH_ROWS = 16_384
 
 
-def _row_groups(pieces: list[Any], filesystem: Any, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The rows of ``pieces`` (one row group each), one row group at a time, in batches of the contract's columns
-    in its order; a column a hive folder name gives (``region=north/``) is added as a constant.
+def _row_groups(dataset: Any, pieces: list[Any], schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of ``pieces`` (one row group each, of ``dataset``), one row group at a time, in batches of the
+    contract's columns in its order; a column a hive folder name gives (``region=north/``) is added from the
+    fragment's partition.
 
     A row group's column chunks are fetched together (``pre_buffer``: one coalesced read, a few GETs on S3) and
-    decoded a batch at a time, so memory holds one row group's compressed chunks and one batch, whatever the
-    day's size; the next row group is fetched only when this one is done."""
+    decoded a batch at a time with nothing read ahead, so memory holds one row group's compressed chunks and one
+    batch, whatever the day's size."""
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
+    filesystem = dataset.filesystem
     for piece in pieces:
         partition = pads.get_partition_keys(piece.partition_expression) or {}
         in_file = [c for c in schema.names if c not in partition]
@@ -358,9 +360,9 @@ def _row_groups(pieces: list[Any], filesystem: Any, schema: pa.Schema, batch_row
                 for batch in pf.iter_batches(batch_size=min(PARQUET_BATCH_ROWS, batch_rows), row_groups=[rg.id], columns=in_file):
                     if not batch.num_rows:
                         continue
+                    n = batch.num_rows
                     arrays = [
-                        batch.column(c) if c not in partition else pa.array([partition[c]] * batch.num_rows).cast(schema.field(c).type)
-                        for c in schema.names
+                        batch.column(c) if c not in partition else pa.array([partition[c]] * n).cast(schema.field(c).type) for c in schema.names
                     ]
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -449,7 +451,7 @@ def _parquet(settings: Settings, spec: JobSpec, ds: date, shard: int, shards: in
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            yield from _row_groups(mine, filesystem, schema, batch_rows)
+            yield from _row_groups(dataset, mine, schema, batch_rows)
         except Exception as exc:
             raise SourceError(
                 f"reading the Parquet source of job {spec.name!r} for {ds} failed: {_first_line(exc)}",

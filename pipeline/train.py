@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +19,7 @@ from pipeline.drift import feature_reference
 from pipeline.errors import ModelError, NightscoreError
 from pipeline.features import training_frame
 from pipeline.jobs import JobSpec
-from pipeline.schedule import default_day
+from pipeline.schedule import default_day, job_today
 from pipeline.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,32 @@ class TrainResult:
     reason: str
     champion_before: int | None
     registered: bool = True  # False: an identical version existed already (``version`` is that one)
+    window: dict[str, Any] | None = None  # the days as used: the bounds, the days with rows, the empty ones
+    notes: list[str] | None = None  # what a person should know (empty days in the window)
+
+
+def matured_until(spec: JobSpec, now: datetime | None = None) -> date:
+    """The latest day whose labels have matured: a day's outcomes are complete ``evaluation.mature_days``
+    after it, so ``today - mature_days`` (today in the job's time zone); without an evaluation section, the
+    latest complete day."""
+    today = job_today(spec.timezone, now)
+    mature = spec.evaluation.mature_days if spec.evaluation else 0
+    return min(today - timedelta(days=mature), default_day(spec.timezone, now))
+
+
+def check_matured(spec: JobSpec, end: date, now: datetime | None = None) -> None:
+    """Refuse a window whose last day's labels have not matured, with the dates and the fix."""
+    ready = matured_until(spec, now)
+    if end <= ready:
+        return
+    mature = spec.evaluation.mature_days if spec.evaluation else 0
+    raise NightscoreError(
+        f"the training window of job {spec.name!r} ends {end}, but labels are complete only {mature} day(s) after their day "
+        f"(evaluation.mature_days): the latest day with matured labels is {ready}; a model trained on {end} would learn "
+        f"outcomes that have not happened yet",
+        where=str(spec.spec_path),
+        fix=f"train with --end {ready} or earlier (the default), or pass --allow-immature-labels if this source's labels are final at once",
+    )
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -71,16 +97,31 @@ def load_window(settings: Settings, spec: JobSpec, start: date, end: date) -> pa
     return table
 
 
-def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, promote: Promote = "if_none") -> TrainResult:
+def train_model(
+    settings: Settings,
+    spec: JobSpec,
+    *,
+    end: date | None = None,
+    promote: Promote = "if_none",
+    allow_immature: bool = False,
+    now: datetime | None = None,
+) -> TrainResult:
     """Train on ``train_days`` days then evaluate on the ``holdout_days`` days ending at ``end`` (default: the
-    latest complete day in the job's time zone, :func:`pipeline.schedule.default_day`)."""
+    latest day whose labels have matured, :func:`matured_until`). A window ending later is refused unless
+    ``allow_immature`` (labels final at once, as the demo's). Days of the window without rows are reported in
+    the result's ``notes`` and the manifest's window."""
     import xgboost as xgb
 
     t = spec.training
-    end = end or default_day(spec.timezone)
+    end = end or matured_until(spec, now)
+    if not allow_immature:
+        check_matured(spec, end, now)
     holdout_start = end - timedelta(days=t.holdout_days - 1)
     train_start = holdout_start - timedelta(days=t.train_days)
     table = load_window(settings, spec, train_start, end + timedelta(days=1))
+    counts = dict(zip(*(c.to_pylist() for c in pc.value_counts(table.column("ds")).flatten()), strict=True)) if table.num_rows else {}
+    days = [train_start + timedelta(days=i) for i in range((end - train_start).days + 1)]
+    empty = [d for d in days if not counts.get(d)]
     is_holdout = pc.greater_equal(table.column("ds"), pa.scalar(holdout_start, pa.date32()))
     train_t, hold_t = table.filter(pc.invert(is_holdout)), table.filter(is_holdout)
     where = str(spec.spec_dir / spec.training.sql)
@@ -116,7 +157,17 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
         "train_end": holdout_start - timedelta(days=1),
         "holdout_start": holdout_start,
         "holdout_end": end,
+        "train_days_with_rows": sum(1 for d in days if d < holdout_start and counts.get(d)),
+        "holdout_days_with_rows": sum(1 for d in days if d >= holdout_start and counts.get(d)),
+        "empty_days": [d.isoformat() for d in empty],
+        "labels_matured_until": matured_until(spec, now),
     }
+    notes = [
+        f"{len(empty)} day(s) of the window have no rows: {', '.join(d.isoformat() for d in empty[:7])}{' …' if len(empty) > 7 else ''}"
+        f" (the holdout has {window['holdout_days_with_rows']} of its {t.holdout_days} days)"
+    ] if empty else []
+    for note in notes:
+        log.warning("training %s: %s", spec.name, note)
     man = manifest(
         spec,
         info,
@@ -135,13 +186,39 @@ def train_model(settings: Settings, spec: JobSpec, *, end: date | None = None, p
     if same is not None:  # the same data and settings give the same bytes: no copy in the registry
         reason = f"byte-identical to the registered v{same.version}: nothing new registered"
         log.info("model %s: %s", spec.model.name, reason)
-        return TrainResult(same.name, same.version, metrics, False, reason, champion, registered=False)
+        return TrainResult(same.name, same.version, metrics, False, reason, champion, registered=False, window=window, notes=notes)
     mv = registry.register(eng, store, spec.model.name, model_bytes, man)
     promoted, reason = decide(eng, store, spec, promote, champion, metrics, hold_t, y_hold)
     if promoted:
         registry.set_alias(eng, spec.model.name, spec.model.alias, mv.version, reason=reason)
     log.info("model %s v%s: %s; %s", mv.name, mv.version, kinds.headline(kind, metrics), reason)
-    return TrainResult(mv.name, mv.version, metrics, promoted, reason, champion)
+    _alert_training(eng, spec, mv.version, promoted, champion, reason, metrics, end)
+    from pipeline.metrics import export
+
+    export(settings, spec.name, eng)  # the model's _info, and the training alert's counter
+    return TrainResult(mv.name, mv.version, metrics, promoted, reason, champion, window=window, notes=notes)
+
+
+def _alert_training(
+    eng: Any, spec: JobSpec, version: int, promoted: bool, champion: int | None, reason: str, metrics: dict[str, Any], end: date
+) -> None:
+    """The training outcome through the job's alert rules: a new champion (info), a version kept out because
+    it was not better than the champion (warn). Sent only where ``alerts.rules.training.min_level`` lets it."""
+    from pipeline import alerts
+
+    level = "info" if promoted or champion is None else "warn"
+    alerts.route(
+        eng,
+        spec.alerts,
+        alerts.Alert(
+            job=spec.name,
+            ds=end.isoformat(),
+            kind="training",
+            level=level,
+            summary=f"{spec.model.name} v{version} trained on the window ending {end}: {reason}",
+            detail=kinds.headline(spec.model.kind, metrics),
+        ),
+    )
 
 
 def decide(

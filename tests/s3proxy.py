@@ -53,7 +53,9 @@ class FaultyS3Proxy:
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD's answer has no body but the object's length (what a reader sizes the object by)
+                length_of = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length_of or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Column, Table
 from rich.text import Text
 
 from pipeline.cli.common import BOX, cut, err, friendly, out, print_json, ready, settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import UsageError
 from pipeline.jobs import parse_ds
 
 if TYPE_CHECKING:
@@ -23,8 +23,13 @@ PROMOTE = ("if_none", "if_better", "always", "never")
 @friendly
 def train(
     job: str = typer.Option(..., help="job name (a spec in the jobs folder)"),
-    end: str | None = typer.Option(None, help="last holdout day (YYYY-MM-DD); default: the latest complete day in the job's time zone"),
+    end: str | None = typer.Option(
+        None, help="last holdout day (YYYY-MM-DD); default: the latest day whose labels have matured (evaluation.mature_days before today)"
+    ),
     promote: str = typer.Option("if_none", help="if_none | if_better | always | never: when to point the alias at the new version"),
+    allow_immature_labels: bool = typer.Option(
+        False, "--allow-immature-labels", help="accept an --end whose labels have not matured (a source whose labels are final at once)"
+    ),
 ) -> None:
     """Train, evaluate on the held-out days and register a new model version."""
     from pipeline.jobs import load_job
@@ -32,13 +37,26 @@ def train(
     from pipeline.train import train_model
 
     if promote not in PROMOTE:
-        raise NightscoreError(f"--promote {promote!r} is not one of if_none, if_better, always, never", where="--promote")
+        raise UsageError(
+            f"--promote {promote!r} is not one of if_none, if_better, always, never",
+            where="--promote",
+            fix="if_none (promote only when there is no champion), if_better, always or never",
+        )
     s = settings()
     spec = load_job(s.jobs_dir, job)
     ready(s)  # a database that is down or not migrated is named before any work; dead runs reaped
-    last = parse_ds(end, "--end") if end is not None else None  # None: train_model's default_day(spec.timezone)
+    last = parse_ds(end, "--end") if end is not None else None  # None: train_model's matured_until(spec)
     with out.status(f"training {spec.model.name} for job {job}…"):
-        res = train_model(s, spec, end=last, promote=promote)  # type: ignore[arg-type]
+        res = train_model(s, spec, end=last, promote=promote, allow_immature=allow_immature_labels)  # type: ignore[arg-type]
+    w = res.window or {}
+    if w:
+        out.print(
+            f"window: train {w['train_start']}..{w['train_end']} ({w['train_days_with_rows']} day(s) with rows), "
+            f"holdout {w['holdout_start']}..{w['holdout_end']} ({w['holdout_days_with_rows']} day(s) with rows); "
+            f"labels matured until {w['labels_matured_until']}"
+        )
+    for note in res.notes or []:
+        err.print(Text(f"note: {note}", style="yellow"))
     scores = f"{headline(spec.model.kind, res.metrics)} on {res.metrics['holdout_rows']:,} held-out rows"
     out.print(f"registered {res.model_name} v{res.version}: {scores}" if res.registered else f"{res.model_name}: {scores}")
     out.print(Text(res.reason))
@@ -148,8 +166,10 @@ def model_promote(name: str, version: int, alias: str = typer.Option("champion")
     """Point ALIAS (default champion) at VERSION; takes effect for the next run."""
     from pipeline import registry
 
-    prev = registry.set_alias(ready(settings()), name, alias, version, reason=reason)
+    s = settings()
+    prev = registry.set_alias(ready(s), name, alias, version, reason=reason)
     out.print(f"{name}@{alias}: v{prev} → v{version}" if prev else f"{name}@{alias}: v{version}")
+    _export_jobs_of(s, name)
 
 
 @friendly
@@ -157,5 +177,21 @@ def model_rollback(name: str, alias: str = typer.Option("champion")) -> None:
     """Point ALIAS back at the version it had before its last change."""
     from pipeline import registry
 
-    prev, now = registry.rollback(ready(settings()), name, alias)
+    s = settings()
+    prev, now = registry.rollback(ready(s), name, alias)
     out.print(f"{name}@{alias}: v{now} → v{prev} (rolled back)")
+    _export_jobs_of(s, name)
+
+
+def _export_jobs_of(s: Any, model: str) -> None:
+    """The metrics of every job scored by ``model`` (their ``nightscore_model_info`` names the version now)."""
+    from pipeline.jobs import load_spec, spec_files
+    from pipeline.metrics import export
+
+    for path in spec_files(s.jobs_dir):
+        try:
+            spec = load_spec(path)
+        except Exception:  # a broken spec is `nightscore jobs --check`'s news
+            continue
+        if spec.model.name == model:
+            export(s, spec.name)

@@ -71,7 +71,9 @@ def _confusion(metrics: dict) -> Table:
 @friendly
 def report(
     job: str = typer.Option(..., help="job name"),
-    days: int = typer.Option(30, min=1, max=3660, help="how many days, ending --end"),
+    days: int = typer.Option(
+        30, min=1, max=3660, help="days with matured outcomes to show; the report reaches back this many plus evaluation.mature_days"
+    ),
     end: str | None = typer.Option(None, help="the last day (YYYY-MM-DD); default: the latest complete day in the job's time zone"),
     output: str | None = typer.Option(None, "--out", help="the HTML file to write; default: <home>/reports/<job>-<end>-<days>d.html"),
 ) -> None:
@@ -89,18 +91,19 @@ def report(
     last = parse_ds(end, "--end") if end is not None else None
     with out.status(f"writing the report of {job}…"):
         done = write_report(s, spec, days, last=last, path=Path(output) if output else None)
-    out.print(f"{job}: {done.summary['days_published']} published day(s) of {days} in {done.path.resolve()}")
+    span = (done.last - done.first).days + 1
+    out.print(f"{job}: {done.summary['days_published']} published day(s) of {span} ({done.first} to {done.last}) in {done.path.resolve()}")
     if done.latest:
         out.print(f"{job}: {done.summary['evaluations']} evaluated day(s); {done.latest}")
 
 
 @friendly
 def metrics(job: str = typer.Option(..., help="job name")) -> None:
-    """Print the job's metrics in OpenMetrics form, as runs push or write them (see README, "Metrics for Prometheus")."""
+    """Print the job's metrics in OpenMetrics form, as runs push or write them (see docs/metrics.md)."""
     from pipeline import db
     from pipeline.jobs import load_job
     from pipeline.metrics import openmetrics
 
     s = settings()
-    load_job(s.jobs_dir, job)
-    sys.stdout.write(openmetrics(db.ready_engine(s), job))
+    spec = load_job(s.jobs_dir, job)
+    sys.stdout.write(openmetrics(db.ready_engine(s), job, spec))

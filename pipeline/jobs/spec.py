@@ -109,7 +109,7 @@ class ModelRef(_Strict):
     name: str = Field(pattern=NAME_RE)
     alias: str = Field(default="champion", pattern=NAME_RE)
     # what the model predicts: the probability of one outcome (binary), one of several classes (multiclass)
-    # or a number (regression); see README, "Model kinds"
+    # or a number (regression); see docs/model-kinds.md
     kind: Kind = "binary"
 
 
@@ -227,10 +227,9 @@ class Level(_Strict):
 
 
 class Drift(_Strict):
-    """Drift thresholds per metric (see README, "Drift"); ``psi_warn`` is the older name of ``psi.warn`` for the score."""
+    """Drift thresholds per metric (see docs/drift.md); ``psi_warn`` is the older name of ``psi.warn`` for the score."""
 
     psi_warn: float = Field(default=0.1, ge=0)
-    psi_fail: float | None = Field(default=None, ge=0)
     psi: Level = Level(warn=0.1, alert=0.25)  # population stability index over the reference's deciles
     ks: Level = Level(warn=0.1, alert=0.2)  # Kolmogorov-Smirnov statistic (numeric features, the score)
     # Jensen-Shannon distance, base 2 (categories): a category's share doubled from 20% gives about 0.16 (and a
@@ -239,11 +238,21 @@ class Drift(_Strict):
     null_rate: Level = Level(warn=0.05, alert=0.1)  # the null share's rise over training
     out_of_range: Level = Level(warn=0.01, alert=0.05)  # share outside the training range / the allowed values
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: object) -> object:
+        if isinstance(data, dict) and "psi_fail" in data:
+            raise ValueError(
+                "drift.psi_fail is no longer read (it never failed a day): remove it; a drift metric's levels are "
+                "drift.psi: {warn, alert}, and alerts.rules.drift says who hears about them and how often"
+            )
+        return data
+
 
 class Evaluation(_Strict):
     """Performance once the outcomes arrive: ``nightscore evaluate`` joins a published day's predictions with
     what the outcome query returns for that day, and compares AUC, log loss and calibration with the model's
-    holdout metrics (see README, "Delayed labels"). Which comparisons apply depends on the model's kind:
+    holdout metrics (see docs/delayed-labels.md). Which comparisons apply depends on the model's kind:
     binary AUC drop, log-loss rise and calibration error; multiclass log-loss rise and accuracy drop;
     regression RMSE rise (relative to the holdout's) and, for quantile models, the interval's coverage drop."""
 
@@ -267,6 +276,25 @@ class Evaluation(_Strict):
         return check_cron(v)
 
 
+AlertKind = Literal["failed", "late", "quarantine", "drift", "performance", "training"]
+AlertLevel = Literal["info", "warn", "alert"]
+_DURATION_RE = r"^(0|\d+[smhd])$"
+
+
+class AlertRule(_Strict):
+    """How one kind of alert reaches people: from which level, how often, and (drift) after how many days."""
+
+    min_level: AlertLevel = "alert"  # a lower level is recorded, not sent
+    cooldown: str = Field(default="0", pattern=_DURATION_RE)  # "7d", "12h", "30m": no repeat of this kind of alert within it
+    consecutive_days: int = Field(default=1, ge=1)  # drift: only once it has held this many published days in a row
+
+    def cooldown_delta(self) -> timedelta:
+        if self.cooldown == "0":
+            return timedelta(0)
+        n, unit = int(self.cooldown[:-1]), self.cooldown[-1]
+        return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
 class Alerts(_Strict):
     """Who hears about the job's days: a webhook (Slack-compatible JSON) and/or email addresses.
 
@@ -280,6 +308,20 @@ class Alerts(_Strict):
     quarantine_share: float | None = Field(default=None, ge=0, le=1)  # a published day with more of its rows quarantined
     # "HH:MM": a scheduled day not published by this time of the next day (the job's timezone) sends one message
     deadline: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # per kind of alert (failed, late, quarantine, drift, performance, training): min_level, cooldown,
+    # consecutive_days; a kind not listed: level alert and above, every time (the same day's alert only once)
+    rules: dict[AlertKind, AlertRule] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: dict[str, AlertRule]) -> dict[str, AlertRule]:
+        for kind, rule in v.items():
+            if rule.consecutive_days > 1 and kind != "drift":
+                raise ValueError(f"alerts.rules.{kind}.consecutive_days: only drift alerts wait for days in a row")
+        return v
+
+    def rule(self, kind: str) -> AlertRule:
+        return self.rules.get(kind, AlertRule())  # type: ignore[call-overload]
 
     def deadline_after_day(self) -> timedelta | None:
         """The deadline as time after the day's start (its logical date): one day plus HH:MM."""

@@ -9,6 +9,7 @@ import logging
 import shutil
 import uuid
 from datetime import date
+from typing import Any
 
 from pipeline import db, registry, runs, shards
 from pipeline.config import Settings
@@ -179,7 +180,8 @@ def _alert_quarantine(settings: Settings, state: RunState) -> None:
     if limit is None or not c.get("extracted") or c.get("quarantined", 0) / c["extracted"] <= limit:
         return
     share = c["quarantined"] / c["extracted"]
-    alerts.send(
+    alerts.route(
+        db.engine(settings),
         spec.alerts,
         alerts.Alert(
             job=state.job,
@@ -189,8 +191,69 @@ def _alert_quarantine(settings: Settings, state: RunState) -> None:
             detail=f"the reasons: nightscore runs --show {state.run_id}, or SELECT reasons FROM quarantined_rows WHERE run_id = '{state.run_id}'",
             run_id=state.run_id,
             airflow_run_id=state.airflow_run_id,
+            crossed=[{"what": "quarantined share", "value": round(share, 6), "threshold": limit, "level": "alert"}],
         ),
     )
+
+
+def _alert_drift(ctx: StageContext, state: RunState) -> None:
+    """The day's drift at warn or alert, through the job's alert rules: which features and metrics crossed
+    which threshold, and how many published days in a row the drift has lasted (``consecutive_days``)."""
+    from datetime import date, timedelta
+
+    from pipeline import alerts
+
+    level = (state.drift or {}).get("level")
+    if level not in ("warn", "alert"):
+        return
+    spec = ctx.spec
+    rule = spec.alerts.rule("drift")
+    floor = alerts.LEVELS.index(rule.min_level)
+    crossed = [
+        {
+            "what": f"{m['feature']} {m['metric']}",
+            "value": m["value"],
+            "threshold": getattr(getattr(spec.drift, m["metric"]), m["level"]),
+            "level": m["level"],
+        }
+        for m in _drift_rows(ctx, state)
+        if m["level"] in ("warn", "alert") and alerts.LEVELS.index(m["level"]) >= floor
+    ]
+    day = date.fromisoformat(state.ds)
+    streak = 1
+    if rule.consecutive_days > 1:  # the days before this one, newest first, while each reached the rule's level
+        with ctx.eng.connect() as conn:
+            rows = conn.execute(
+                db.query("drift_levels_before"), {"job": state.job, "start": day - timedelta(days=rule.consecutive_days - 1), "ds": day}
+            ).all()
+        levels = {r.ds: r.level for r in rows}
+        streak = 0
+        while levels.get(day - timedelta(days=streak)) in alerts.LEVELS[max(floor, 1) :]:
+            streak += 1
+    names = ", ".join(c["what"] for c in crossed) or ", ".join((state.drift or {}).get("alerts") or [])
+    alerts.route(
+        ctx.eng,
+        spec.alerts,
+        alerts.Alert(
+            job=state.job,
+            ds=state.ds,
+            kind="drift",
+            level=level,
+            summary=f"drift at its {level} level: {names}" + (f" ({streak} days in a row)" if streak > 1 else ""),
+            detail=f"nightscore report --job {state.job}; the day's metrics: SELECT * FROM drift_metrics WHERE run_id = '{state.run_id}'",
+            run_id=state.run_id,
+            airflow_run_id=state.airflow_run_id,
+            links={"report": state.report_uri} if state.report_uri else {},
+            crossed=crossed,
+        ),
+        streak=streak,
+    )
+
+
+def _drift_rows(ctx: StageContext, state: RunState) -> list[dict[str, Any]]:
+    """The run's drift metrics as recorded (``record_drift`` moved them from the state to ``drift_metrics``)."""
+    with ctx.eng.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(db.query("list_run_drift_metrics"), {"r": state.run_id})]
 
 
 def _reload_if_dropped(settings: Settings, ctx: StageContext, state: RunState) -> None:
@@ -233,6 +296,7 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
 
         retrying(monitor_and_record, f"run {state.run_id}: monitor and manifest")
         if not state.dry_run:
+            _alert_drift(ctx, state)
             export_metrics(settings, state.job, ctx.eng)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return state

@@ -71,6 +71,7 @@ def run_stage(settings: Settings, state: RunState, name: str) -> Iterator[StageC
         raise
     finally:
         state.seconds[name] = round(time.perf_counter() - t0, 4)
+        state.spans[name] = [round(time.time() - state.seconds[name], 4), round(time.time(), 4)]
         if ctx is not None:
             try:
                 runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
@@ -196,6 +197,7 @@ def shard_stage(
         raise
     finally:
         shard.seconds[name] = round(time.perf_counter() - t0, 4)
+        shard.spans[name] = [round(time.time() - shard.seconds[name], 4), round(time.time(), 4)]
         shard.cpu[name] = round(shard.cpu.get(name, 0.0) + time.process_time() - c0, 4)
         if ctx is not None:
             try:

@@ -102,8 +102,9 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
     early: Scored | None = None
     if score_meanwhile:  # this thread's one big import, done before the GX thread starts importing GX: two
         import xgboost  # noqa: F401  # threads importing modules they share can deadlock on Python's import locks
+    gx_span: list[float] = []  # when the GX thread ran: beside the extract, for the run report's timeline
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightscore-validate") as pool:
-        validating = pool.submit(_validate_feed, spec, feed, settings.validate_batch_rows, shard.shards == 1)
+        validating = pool.submit(_validate_feed, spec, feed, settings.validate_batch_rows, shard.shards == 1, gx_span)
         try:
             extract_shard(settings, shard, feed)
         except BaseException:
@@ -119,6 +120,8 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
             if outcome.rows != shard.counts["extracted"]:  # cannot happen unless a batch went missing
                 raise RuntimeError(f"validated {outcome.rows} rows of the {shard.counts['extracted']} extracted")
             _record_validation(ctx, shard, outcome)
+    if len(gx_span) == 2:
+        shard.spans["validate"] = gx_span
     if early is not None:
         if shard.counts.get("quarantined"):  # those rows were scored too: score again without them
             Path(early.uri).unlink(missing_ok=True)
@@ -144,13 +147,15 @@ def _score_early(settings: Settings, shard: ShardState) -> Scored | None:
         return None
 
 
-def _validate_feed(spec: JobSpec, feed: BatchFeed, batch_rows: int, whole_day: bool) -> ValidationOutcome:
+def _validate_feed(spec: JobSpec, feed: BatchFeed, batch_rows: int, whole_day: bool, span: list[float]) -> ValidationOutcome:
     from pipeline.feed import rebatched
     from pipeline.validate import validate_batches
 
+    span.append(round(time.time(), 4))
     try:
         return validate_batches(spec, feed.schema(), rebatched(feed, batch_rows), whole_day=whole_day)
     finally:
+        span.append(round(time.time(), 4))
         feed.stop()
 
 
@@ -294,7 +299,7 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
     from pipeline.publish import load_shard as copy_in
 
     with shard_stage(settings, shard, "load") as ctx:
-        load_cpu = time.process_time()
+        load_cpu, load_started = time.process_time(), time.time()
         assert shard.predictions_uri, "score must run first"
         loaded = 0
         if not shard.dry_run:
@@ -313,7 +318,8 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
             failpoints.reached("loaded")  # its rows are in, the shard not yet marked loaded
         shard.counts["loaded"] = loaded
         shard.cpu["load"] = round(time.process_time() - load_cpu, 4)
-        resources = {"cpu": shard.cpu, "peak_mb": round(_peak_rss_mb(), 1)}
+        shard.spans["load"] = [round(load_started, 4), round(time.time(), 4)]  # (shard_stage sets it again, a moment later)
+        resources = {"cpu": shard.cpu, "peak_mb": round(_peak_rss_mb(), 1), "spans": shard.spans}
         runs.update_shard(
             ctx.eng, shard.run_id, shard.index, status="loaded", rows_loaded=loaded, resources=resources, finished_at=datetime.now(UTC)
         )

@@ -29,6 +29,9 @@ class _Part:
     predictions_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # when each stage ran, as Unix times [start, end]: stages overlap (validation runs beside the extract), so
+    # the run report draws them on a timeline instead of adding their seconds
+    spans: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def day(self) -> date:

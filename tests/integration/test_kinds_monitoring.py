@@ -263,12 +263,10 @@ def test_a_quantile_regression_day_is_measured_graded_and_reported_by_its_own_me
     metrics.export(s, "demand")
     got = _samples(metrics.textfile_path(s, "demand").read_text())
     job = (("scoring_job", "demand"),)
-    assert got[("nightscore_evaluation_value", (("metric", "rmse"), *job))] == pytest.approx(m["rmse"])
-    assert got[("nightscore_evaluation_value", (("metric", "coverage"), *job))] == pytest.approx(m["coverage"])
-    assert got[("nightscore_evaluation_comparison", (("comparison", "rmse_rise"), *job))] == pytest.approx(
-        row["levels"]["rmse_rise"]["value"]
-    )
-    assert ("nightscore_evaluation_value", (("metric", "auc"), *job)) not in got
+    assert got[("nightscore_evaluation_rmse", job)] == pytest.approx(m["rmse"])
+    assert got[("nightscore_evaluation_interval_coverage_ratio", job)] == pytest.approx(m["coverage"])
+    assert got[("nightscore_evaluation_rmse_rise", job)] == pytest.approx(row["levels"]["rmse_rise"]["value"])
+    assert ("nightscore_evaluation_auc", job) not in got
 
 
 # ---- multiclass -------------------------------------------------------------------------------------
@@ -343,11 +341,11 @@ def test_a_multiclass_day_gets_its_confusion_matrix_class_drift_and_report(kinds
     got = _samples(metrics.textfile_path(s, "tier").read_text())
     job = (("scoring_job", "tier"),)
     last = _evaluation(s, "tier", SCORED[1])["metrics"]
-    assert got[("nightscore_evaluation_value", (("metric", "accuracy"), *job))] == pytest.approx(last["accuracy"])
-    assert got[("nightscore_evaluation_class_value", (("class", "gold"), ("metric", "recall"), *job))] == pytest.approx(
+    assert got[("nightscore_evaluation_accuracy_ratio", job)] == pytest.approx(last["accuracy"])
+    assert got[("nightscore_evaluation_class_recall_ratio", (("class", "gold"), *job))] == pytest.approx(
         last["recall"]["gold"]
     )
-    assert got[("nightscore_drift_value", (("feature", "predicted_class"), ("metric", "js"), *job))] == pytest.approx(drift["js"].value)
+    assert got[("nightscore_drift_js_distance", (("feature", "predicted_class"), *job))] == pytest.approx(drift["js"].value)
     # the command line: the line by kind and the confusion matrix
     env = _env(s, COLUMNS="200")
     res = CliRunner().invoke(app, ["evaluate", "--job", "tier", "--ds", SCORED[1].isoformat(), "--early"], env=env)

@@ -100,7 +100,7 @@ def test_migration_keeps_published_days_and_the_readers_view(old_database, reade
     latest_before = _read(reader, LATEST_QUERY)
     assert len(before) == ROWS * len(DAYS) and len(latest_before) == ROWS
 
-    assert db.migrate(eng) == ["012_model_kinds.sql", "013_sources_and_keys.sql"]
+    assert db.migrate(eng) == ["012_model_kinds.sql", "013_sources_and_keys.sql", "014_alert_log.sql"]
 
     assert _read(reader, READER_QUERY) == before  # every published row, as it was
     assert _read(reader, LATEST_QUERY) == latest_before

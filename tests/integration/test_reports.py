@@ -5,8 +5,9 @@ drawn); the run metrics as a node-exporter textfile and pushed over HTTP the way
 from __future__ import annotations
 
 import http.server
+import re
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
@@ -29,15 +30,16 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
-def _open_offline(path, screenshot):
-    """Open a report in Chromium with every request but the file itself refused; return what the page shows."""
+def _open_offline(path, screenshot, width: int = 1100):
+    """Open a report in Chromium ``width`` pixels wide with every request but the file itself refused; return
+    what the page shows."""
     if CHROMIUM is None:
         pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         asked: list[str] = []
         page.route("**/*", lambda route: (asked.append(route.request.url), route.continue_() if route.request.url.startswith("file:") else route.abort()))
         page.goto(path.as_uri())
@@ -51,6 +53,8 @@ def _open_offline(path, screenshot):
             },
             "drawn": page.evaluate("() => [...document.querySelectorAll('svg')].map(s => s.getBoundingClientRect().height > 50 && s.querySelectorAll('path, rect, use').length > 10)"),
             "text": page.inner_text("body"),
+            "overflow": page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"),
+            "ticks": page.evaluate("() => [...document.querySelectorAll('#performance svg text')].map(t => t.textContent)"),
         }
         browser.close()
     return seen
@@ -114,14 +118,19 @@ def test_the_job_report_covers_the_days_and_chromium_shows_every_plot(local_sett
     out = tmp_path / "report.html"
     summary = job_report(local_settings, spec, DAY - timedelta(days=2), days[-1], out)
     assert summary == {"days_published": 3, "runs": 3, "evaluations": 3, "path": str(out)}
-    seen = _open_offline(out, tmp_path / "job.png")
-    _not_blank(tmp_path / "job.png")
-    assert seen["asked"] == [out.as_uri()]
-    assert {k: seen["svgs"][k] for k in ("rows", "drift", "performance", "durations")} == {"rows": 1, "drift": 1, "performance": 1, "durations": 1}
-    assert seen["drawn"] and all(seen["drawn"])
-    for d in days:
-        assert str(d) in seen["text"]
-    assert "3 of 5 days published" in seen["text"]
+    for width in (1280, 390):  # a laptop and a phone
+        seen = _open_offline(out, tmp_path / f"job-{width}.png", width=width)
+        _not_blank(tmp_path / f"job-{width}.png")
+        assert seen["asked"] == [out.as_uri()]
+        assert {k: seen["svgs"][k] for k in ("rows", "drift", "performance", "durations")} == {"rows": 1, "drift": 1, "performance": 1, "durations": 1}
+        assert seen["drawn"] and all(seen["drawn"])
+        assert seen["overflow"] <= 0, f"{width} px: the page is {seen['overflow']} px wider than the window"
+        for d in days:
+            assert str(d) in seen["text"]
+        assert "3 of 5 days published" in seen["text"]
+        # the performance plot's x axis reads as days of the report's range (not hours, not numbers)
+        dates = [t for t in seen["ticks"] if re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t.strip())]
+        assert {"Mar 13", "Mar 15", "Mar 17"} <= set(dates), seen["ticks"]
 
 
 def test_run_metrics_land_in_a_textfile_and_follow_the_ledger(local_settings):
@@ -136,7 +145,8 @@ def test_run_metrics_land_in_a_textfile_and_follow_the_ledger(local_settings):
     assert got[("nightscore_last_run_status", (("scoring_job", "churn"), ("status", "succeeded")))] == 1
     assert got[("nightscore_last_run_stage_seconds", (("scoring_job", "churn"), ("stage", "score")))] == state.seconds["score"]
     assert got[("nightscore_drift_level", job)] == 0
-    assert got[("nightscore_drift_value", (("feature", "monthly_spend"), ("metric", "psi"), *job))] >= 0
+    assert got[("nightscore_drift_psi", (("feature", "monthly_spend"), *job))] >= 0
+    assert got[("nightscore_drift_day_timestamp_seconds", job)] == datetime.combine(DAY, datetime.min.time(), tzinfo=UTC).timestamp()
     # a failed run: its status, and the last publish time still the earlier one (an alert rule on it keeps counting)
     with db.engine(local_settings).begin() as conn:
         conn.execute(sa.text("DELETE FROM demo.customer_activity WHERE ds = :d"), {"d": DAY + timedelta(days=1)})
@@ -149,7 +159,7 @@ def test_run_metrics_land_in_a_textfile_and_follow_the_ledger(local_settings):
     evaluate_matured(local_settings, load_job(local_settings.jobs_dir, "churn"), DAY + timedelta(days=60))
     metrics.export(local_settings, "churn")
     got = _samples(path.read_text())
-    assert 0.6 < got[("nightscore_evaluation_value", (("metric", "auc"), *job))] < 1
+    assert 0.6 < got[("nightscore_evaluation_auc", job)] < 1
     assert "# EOF" in metrics.openmetrics(db.engine(local_settings), "churn")
 
 

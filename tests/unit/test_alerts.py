@@ -22,7 +22,7 @@ def test_webhook_gets_slack_compatible_json():
         assert alerts.send(Alerts(webhook=hook.url), _alert()) == ["webhook"]
         [msg] = hook.received
         assert msg["content_type"] == "application/json"
-        assert msg["json"]["text"].startswith(":red_circle: nightscore churn 2026-11-23: the day failed in validate")
+        assert msg["json"]["text"].startswith(":red_circle: nightscore churn 2026-11-23 [alert]: the day failed in validate")
         assert msg["json"]["nightscore"]["detail"] == "column 'plan': ..."
     finally:
         hook.close()

@@ -227,12 +227,12 @@ def test_prometheus_gets_each_kinds_metrics_under_the_same_names():
 
     multi = {"kind": "multiclass", "metrics": {"accuracy": 0.7, "logloss": 0.6, "recall": {"pro": 0.5}}, "levels": {"accuracy_drop": {"value": 0.02}}}
     got = export(multi)
-    assert got[("nightscore_evaluation_value", (("metric", "accuracy"), ("scoring_job", "j")))] == 0.7
-    assert got[("nightscore_evaluation_class_value", (("class", "pro"), ("metric", "recall"), ("scoring_job", "j")))] == 0.5
-    assert got[("nightscore_evaluation_comparison", (("comparison", "accuracy_drop"), ("scoring_job", "j")))] == 0.02
+    assert got[("nightscore_evaluation_accuracy_ratio", (("scoring_job", "j"),))] == 0.7
+    assert got[("nightscore_evaluation_class_recall_ratio", (("class", "pro"), ("scoring_job", "j")))] == 0.5
+    assert got[("nightscore_evaluation_accuracy_drop", (("scoring_job", "j"),))] == 0.02
     binary = {"kind": "binary", "metrics": None, "levels": {}, "auc": 0.8, "logloss": None, "brier": 0.1}
     binary.update(decision_precision=0.5, decision_recall=0.4, calibration_error=0.01)
     got = export(binary)
-    assert got[("nightscore_evaluation_value", (("metric", "auc"), ("scoring_job", "j")))] == 0.8
-    assert got[("nightscore_evaluation_value", (("metric", "decision_recall"), ("scoring_job", "j")))] == 0.4
-    assert ("nightscore_evaluation_value", (("metric", "logloss"), ("scoring_job", "j"))) not in got
+    assert got[("nightscore_evaluation_auc", (("scoring_job", "j"),))] == 0.8
+    assert got[("nightscore_evaluation_decision_recall_ratio", (("scoring_job", "j"),))] == 0.4
+    assert ("nightscore_evaluation_logloss", (("scoring_job", "j"),)) not in got
