@@ -23,9 +23,19 @@ $(UV_BOOT):
 	"$(PYTHON)" -m venv .nightscore/tools
 	.nightscore/tools/bin/python -m pip install --quiet uv
 
-install: $(UV)  ## create .venv from the lock file (the first Python 3.11-3.13 found, or PYTHON=...)
+# the interpreter behind $(PYTHON) (a pyenv shim or a symlink resolved to the binary it runs) and its version:
+# uv keeps a .venv made from the same interpreter; handed the shim, it saw another one and rebuilt .venv each time
+PYTHON_REAL = $(shell "$(PYTHON)" -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
+PYTHON_VERSION = $(shell "$(PYTHON)" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+VENV_VERSION = $(shell [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+
+install: $(UV)  ## create .venv from the lock file, or bring it up to date (the first Python 3.11-3.13 found, or PYTHON=...)
 	@if [ -z "$(PYTHON)" ]; then echo "no Python 3.11, 3.12 or 3.13 found: install one, or run make PYTHON=/path/to/python3.x"; exit 1; fi
-	$(UV) sync --frozen --python "$(PYTHON)"
+	@if [ -n "$(VENV_VERSION)" ] && [ "$(VENV_VERSION)" = "$(PYTHON_VERSION)" ]; then \
+	  $(UV) sync --frozen --python .venv/bin/python; \
+	else \
+	  $(UV) sync --frozen --python "$(PYTHON_REAL)"; \
+	fi
 
 run: install  ## set up the embedded defaults and score the latest complete day of the three demo jobs (churn, basket_value, plan_choice)
 	$(UV) run --frozen nightscore quickstart

@@ -107,7 +107,10 @@ def task_settings(job: str | None = None) -> Any:
     from pipeline.config import load_settings, settings_from_connections
 
     postgres_id, aws_id = airflow_connection_ids()
-    base = load_settings().with_overrides(jobs_dir=jobs_dir())
+    from pipeline.config import PROJECT_ROOT
+
+    # a worker's folder is anywhere: without NIGHTSCORE_HOME, the home of the project the DAGs come from
+    base = load_settings(fallback_home=PROJECT_ROOT / ".nightscore").with_overrides(jobs_dir=jobs_dir())
     pg = _connection(postgres_id)
     aws = _connection(aws_id)
     aws_dict = None if aws is None else {"login": aws.login, "password": aws.password, "extra": aws.extra_dejson}

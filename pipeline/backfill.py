@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 from pipeline import registry
 from pipeline.config import Settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import NightscoreError, UsageError
 from pipeline.jobs import JobSpec, load_job
 from pipeline.ledger import ready_engine
 from pipeline.registry import ModelVersion
@@ -66,11 +66,11 @@ def plan(
 ) -> Plan:
     """Check the backfill of ``job`` over ``first``..``last`` (inclusive) before any day runs."""
     if first > last:
-        raise NightscoreError(f"--start {first} is after --end {last}", fix="swap them")
+        raise UsageError(f"--start {first} is after --end {last}", where="--start", fix="swap them")
     spec = load_job(settings.jobs_dir, job)
     complete = default_day(spec.timezone)
     if last > complete:
-        raise NightscoreError(
+        raise UsageError(
             f"--end {last} is not a complete day yet in {spec.timezone} (the latest is {complete})",
             where="--end",
             fix=f"end the backfill at {complete} or earlier",

@@ -111,10 +111,40 @@ class Settings:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Build settings from ``env`` (default: ``os.environ``)."""
+def _names_nightscore(pyproject: Path) -> bool:
+    import tomllib
+
+    try:
+        return bool(tomllib.loads(pyproject.read_text()).get("project", {}).get("name") == "nightscore")
+    except (OSError, ValueError):
+        return False
+
+
+def find_home(env: Mapping[str, str], cwd: Path | None = None, fallback: Path | None = None) -> Path:
+    """The home folder (``.nightscore``: the embedded database, artifacts, logs), found the way git finds its
+    repository: ``NIGHTSCORE_HOME``, else the nearest folder from ``cwd`` upward that holds ``.nightscore/`` or
+    a ``pyproject.toml`` naming the project ``nightscore`` (its ``.nightscore``), else ``fallback`` (an Airflow
+    task: the project its DAGs come from). Outside any project: an error naming NIGHTSCORE_HOME; nothing is
+    created."""
+    if env.get("NIGHTSCORE_HOME"):
+        return Path(env["NIGHTSCORE_HOME"]).expanduser().resolve()
+    start = (cwd or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".nightscore").is_dir() or _names_nightscore(folder / "pyproject.toml"):
+            return folder / ".nightscore"
+    if fallback is not None:
+        return fallback.resolve()
+    raise ConfigError(
+        f"{start} is not inside a nightscore project (no .nightscore/ folder or nightscore pyproject.toml here or above)",
+        where="the current folder",
+        fix="run the command from the project folder (or any folder below it), or set NIGHTSCORE_HOME to its .nightscore folder",
+    )
+
+
+def load_settings(env: dict[str, str] | None = None, *, cwd: Path | None = None, fallback_home: Path | None = None) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``); the home by :func:`find_home`."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("NIGHTSCORE_HOME") or Path.cwd() / ".nightscore").resolve()
+    home = find_home(env, cwd, fallback_home)
     artifact_uri = env.get("NIGHTSCORE_ARTIFACT_URI") or str(home / "artifacts")
     if "://" in artifact_uri and not artifact_uri.startswith(("s3://", "file://")):
         raise ConfigError(

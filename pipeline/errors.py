@@ -46,6 +46,11 @@ class NightscoreError(Exception):
         super().__init__(redact(" ".join(parts)))
 
 
+class UsageError(NightscoreError):
+    """The command was given a value it cannot use (a malformed day, an unknown choice, a day not over yet):
+    exit code 2, like an unknown option, and nothing was run or recorded."""
+
+
 class ConfigError(NightscoreError):
     """A setting or environment variable is missing or malformed."""
 
@@ -109,7 +114,7 @@ def explain(exc: BaseException, *, stage: str | None = None, where: str | None =
                 f"PostgreSQL refused an operation{during}: {line}",
                 where=where or "the database",
                 fix="run the pipeline as a login granted nightscore_writer, after `nightscore init` has run as the database owner; "
-                "see README, Roles",
+                "see docs/database.md, Roles",
             )
         if not _is_connection_error(exc, line):
             return NightscoreError(

@@ -230,7 +230,7 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                             f"({tries} tries of {timeout_ms} ms); in the way: {in_the_way}",
                             where="predictions",
                             fix="end or shorten those transactions (set idle_in_transaction_session_timeout on application roles, "
-                            "README: Roles), or raise NIGHTSCORE_PUBLISH_DEADLINE_SECONDS; then rerun the day. "
+                            "docs/database.md: Roles), or raise NIGHTSCORE_PUBLISH_DEADLINE_SECONDS; then rerun the day. "
                             "The published day was left as it was",
                         ) from None
                     log.warning(

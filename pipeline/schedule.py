@@ -1,6 +1,6 @@
 """Which day a run scores, from what the scheduler knows about the run (no Airflow import here).
 
-The rule, also in the README ("Which day does a run score?") and the scoring DAG's docs:
+The rule, also in docs/airflow.md and the scoring DAG's docs:
 
 1. A ``ds`` given by a person (the trigger form's Param, REST or CLI ``conf``, ``--ds`` on the CLI) wins,
    except in a backfill: a backfill over [A, B] scores exactly the days A..B, one per run, so a ``ds`` there

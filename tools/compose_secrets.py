@@ -25,7 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {
     "postgres_password": lambda: secrets.token_urlsafe(24),  # the server's superuser
     "airflow_db_password": lambda: secrets.token_urlsafe(24),  # Airflow's metadata database
-    "nightscore_db_password": lambda: secrets.token_urlsafe(24),  # predictions, runs, registry
+    "nightscore_db_password": lambda: secrets.token_urlsafe(24),  # the nightscore database's owner (airflow-init only)
+    "scorer_db_password": lambda: secrets.token_urlsafe(24),  # the tasks' login, granted only nightscore_writer
     "s3_secret_key": lambda: secrets.token_urlsafe(30),  # SeaweedFS's admin identity (access key: AWS_ACCESS_KEY_ID)
     "airflow_admin_password": lambda: secrets.token_urlsafe(16),  # the UI's `admin` login
     "airflow_jwt_secret": lambda: secrets.token_urlsafe(32),  # shared by every Airflow component

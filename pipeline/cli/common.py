@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import Interrupted, explain, redact
+from pipeline.errors import Interrupted, UsageError, explain, redact
 
 out = Console(soft_wrap=True)  # the terminal's width; piped: COLUMNS, else 80
 err = Console(stderr=True)
@@ -75,6 +75,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = getattr(exc, "signal_name", "SIGINT")
             _fail(f"interrupted by {name}; a run in progress was recorded as interrupted and the published data is unchanged.", exc)
             raise typer.Exit(143 if name == "SIGTERM" else 130) from None
+        except UsageError as exc:  # a value the command cannot use: exit 2, as for an unknown option
+            _fail(f"error: {exc}", exc)
+            raise typer.Exit(2) from None
         except Exception as exc:
             _fail(f"error: {explain(exc)}", exc)
             raise typer.Exit(1) from None

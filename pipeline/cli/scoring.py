@@ -12,7 +12,7 @@ from rich.text import Text
 
 from pipeline.cli.common import BOX, err, friendly, out, print_run, settings
 from pipeline.config import Settings
-from pipeline.errors import NightscoreError
+from pipeline.errors import UsageError
 from pipeline.jobs import parse_ds
 
 if TYPE_CHECKING:
@@ -38,7 +38,15 @@ def score(
     from pipeline.schedule import default_day
 
     s = settings()
-    day = parse_ds(ds, "--ds") if ds is not None else default_day(load_job(s.jobs_dir, job).timezone)
+    spec = load_job(s.jobs_dir, job)
+    complete = default_day(spec.timezone)
+    day = parse_ds(ds, "--ds") if ds is not None else complete
+    if day > complete:  # refused up front, as backfill does: no run is recorded for a day not over yet
+        raise UsageError(
+            f"--ds {day} is not a complete day yet in {spec.timezone} (the latest complete day is {complete})",
+            where="--ds",
+            fix=f"score {complete} or an earlier day; a day is scored once it is over",
+        )
     n = _shard_count(shards)
     with _busy(f"scoring {job} {day}…", s, job, n):
         state = score_partition(s, job, day, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers)
@@ -56,9 +64,7 @@ def _shard_count(value: str | None) -> int | None:
         return shards.resolve("auto")
     if value.isdigit() and 1 <= int(value) <= MAX_SHARDS:
         return int(value)
-    raise NightscoreError(
-        f"--shards {value!r} is not a shard count", where="--shards", fix=f"give a number from 1 to {MAX_SHARDS}, or auto"
-    )
+    raise UsageError(f"--shards {value!r} is not a shard count", where="--shards", fix=f"give a number from 1 to {MAX_SHARDS}, or auto")
 
 
 @contextmanager

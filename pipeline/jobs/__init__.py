@@ -14,7 +14,7 @@ the field and the reason.
 from __future__ import annotations
 
 from pipeline.jobs.binds import parse_ds, render_binds
-from pipeline.jobs.load import load_all, load_job, load_spec, spec_files
+from pipeline.jobs.load import load_all, load_each, load_job, load_spec, spec_files
 from pipeline.jobs.spec import (
     CRON_PRESETS,
     MAX_SHARDS,
@@ -50,6 +50,7 @@ __all__ = [
     "ValidationPolicy",
     "check_cron",
     "load_all",
+    "load_each",
     "load_job",
     "load_spec",
     "parse_ds",

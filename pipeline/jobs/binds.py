@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
-from pipeline.errors import JobSpecError, NightscoreError
+from pipeline.errors import JobSpecError, UsageError
 
 _BIND_RE = re.compile(r"(?<![:\w]):(ds|start|end)\b")
 
@@ -46,4 +46,4 @@ def parse_ds(text: str, where: str = "--ds") -> date:
     try:
         return date.fromisoformat(text)
     except (TypeError, ValueError):
-        raise NightscoreError(f"{text!r} is not a date", where=where, fix="give the day as YYYY-MM-DD, e.g. 2026-11-20") from None
+        raise UsageError(f"{text!r} is not a date", where=where, fix="give the day as YYYY-MM-DD, e.g. 2026-11-20") from None

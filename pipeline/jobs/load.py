@@ -39,11 +39,45 @@ def load_spec(path: Path) -> JobSpec:
     return spec
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice (lines {seen[key]} and {line})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[str, str]:
+    """What went wrong, with its line, and the fix, for the YAML mistakes people make in a spec."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = str(getattr(exc, "problem", None) or exc).strip()
+    text = f"{problem}{line}"
+    if "'@'" in problem or "'`'" in problem:
+        return f"{text}: a value starting with @ must be quoted", 'quote the value, e.g. schedule: "@daily"'
+    if "'\t'" in problem or "\t" in problem:
+        return f"{text}: a tab where YAML wants spaces", "indent with spaces, never tabs"
+    if "appears twice" in problem:
+        return text, "keep one of the two (the later one would silently win in other YAML readers)"
+    if "mapping values are not allowed" in problem:
+        return f"{text}: a ': ' inside a value", "quote the value, or put a space after each '-' of a list"
+    return text, "correct the YAML syntax at that line"
+
+
 def _read_spec(path: Path) -> JobSpec:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise JobSpecError(f"job spec is not valid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
+        what, fix = _yaml_error(exc)
+        raise JobSpecError(f"job spec is not valid YAML: {what}", where=str(path), fix=fix) from None
     if not isinstance(raw, dict):
         raise JobSpecError("job spec must be a mapping of fields", where=str(path), fix="see dags/jobs/churn.yml for the shape")
     try:
@@ -52,7 +86,7 @@ def _read_spec(path: Path) -> JobSpec:
         raise JobSpecError(
             f"invalid job spec: {_format_error(exc)}",
             where=str(path),
-            fix="correct the field(s) named; the README's 'Job spec' section lists them",
+            fix="correct the field(s) named; docs/job-spec.md lists every field",
         ) from None
     if spec.name != path.stem:
         raise JobSpecError(
@@ -89,4 +123,20 @@ def load_job(jobs_dir: Path, name: str) -> JobSpec:
 
 
 def load_all(jobs_dir: Path) -> list[JobSpec]:
+    """Every spec of the folder; raises on the first that does not load (see :func:`load_each`)."""
     return [load_spec(p) for p in spec_files(jobs_dir)]
+
+
+def load_each(jobs_dir: Path) -> tuple[list[JobSpec], list[JobSpecError]]:
+    """Every spec of the folder that loads, and the error of each that does not: one bad file costs only itself
+    (the DAG factories build the others' DAGs; ``dags/check_job_specs.py`` turns the errors into an import error)."""
+    specs: list[JobSpec] = []
+    errors: list[JobSpecError] = []
+    for path in spec_files(jobs_dir):
+        try:
+            specs.append(load_spec(path))
+        except JobSpecError as exc:
+            errors.append(exc)
+        except Exception as exc:  # unreadable file, anything else: still only this spec
+            errors.append(JobSpecError(f"job spec cannot be read: {exc}", where=str(path), fix="check the file"))
+    return specs, errors

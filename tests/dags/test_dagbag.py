@@ -132,3 +132,39 @@ def test_parsing_imports_nothing_heavy_and_connects_nowhere(tmp_path):
     assert result["heavy"] == []
     assert result["connects"] == []
     assert not (tmp_path / "home").exists(), "parsing created the nightscore home (embedded database?)"
+
+
+def test_a_broken_spec_costs_only_itself(tmp_path, monkeypatch):
+    """A spec without entity_key and one with an unquoted @daily and a repeated key: one import error naming
+    each file, field or line and the fix; every other job's DAGs load."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.delenv("NIGHTSCORE_JOBS_DIR", raising=False)
+    dags = tmp_path / "dags"
+    shutil.copytree(DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
+    churn = (dags / "jobs" / "churn.yml").read_text()
+    (dags / "jobs" / "broken.yml").write_text(churn.replace("name: churn", "name: broken").replace("entity_key: customer_id\n", ""))
+    (dags / "jobs" / "typo.yml").write_text(
+        churn.replace("name: churn", "name: typo").replace('schedule: "@daily"', "schedule: @daily").replace("owner: growth-data", "owner: a\nowner: b")
+    )
+    bag = DagBag(dag_folder=str(dags))
+    specs = load_all(DAGS / "jobs")
+    assert sorted(bag.dags) == sorted(
+        [f"score_{s.name}" for s in specs] + [f"train_{s.name}" for s in specs] + [f"evaluate_{s.name}" for s in specs if s.evaluation]
+    )
+    [(where, error)] = bag.import_errors.items()
+    assert where.endswith("check_job_specs.py") and "2 job spec(s) could not be loaded" in error, error
+    assert "broken.yml" in error and "field 'entity_key': Field required" in error
+    assert "typo.yml" in error and 'quote the value, e.g. schedule: "@daily"' in error and "line 7" in error, error
+    # the command line says the same and exits non-zero
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, ["jobs"], env={"NIGHTSCORE_JOBS_DIR": str(dags / "jobs"), "NIGHTSCORE_HOME": str(tmp_path / "home")})
+    assert res.exit_code == 1 and "broken.yml" in res.output and "churn" in res.output, res.output
+    (dags / "jobs" / "typo.yml").write_text(churn.replace("name: churn", "name: typo").replace("owner: growth-data", "owner: a\nowner: b"))
+    res = CliRunner().invoke(app, ["jobs", "--check", str(dags / "jobs" / "typo.yml")], env={"NIGHTSCORE_HOME": str(tmp_path / "home")})
+    assert res.exit_code == 1 and "the key 'owner' appears twice (lines 5 and 6)" in " ".join(res.output.split()), res.output

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 def readme_command(prefix: str) -> str:
     """The README's shell command starting with ``prefix``, continuation lines joined."""
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (PROJECT_ROOT / "docs" / "airflow.md").read_text()
     match = re.search(rf"^{re.escape(prefix)}.*?(?<!\\)$", text, flags=re.M | re.S)
     assert match, f"the README has no command starting with {prefix!r}"
     return match.group(0)

@@ -8,27 +8,17 @@ import shutil
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from pipeline import db
 from pipeline.config import PROJECT_ROOT
 from tests.conftest import CUSTOMERS, DAY
 from tests.dags.conftest import connection_env
 from tests.dags.test_dag_runs import _at, _states, dag
+from tests.integration.test_kinds_jobs import _published
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 JOBS = PROJECT_ROOT / "dags" / "jobs"
-
-
-def _published(s, job) -> pd.DataFrame:
-    with db.engine(s).connect() as conn:
-        return pd.read_sql(
-            sa.text("SELECT entity_id, score, label FROM predictions WHERE job = :j AND ds = :d ORDER BY entity_id"),
-            conn,
-            params={"j": job, "d": DAY},
-        )
 
 
 def test_source_from_an_airflow_connection(local_settings, airflow_db, warehouse, monkeypatch, tmp_path):

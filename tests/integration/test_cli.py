@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from pipeline import db
 from pipeline.cli import app
 from tests.conftest import CUSTOMERS, DAY
 
@@ -38,17 +39,23 @@ def test_score_runs_and_model_list(settings):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["score", "--job", "nope", "--ds", "2026-03-15"], "unknown job 'nope'"),
-        (["score", "--job", "churn", "--ds", "2026-02-30"], "'2026-02-30' is not a date"),
-        (["score", "--job", "churn", "--ds", "2026-03-15", "--model-version", "7"], "model 'churn_xgb' has no version 7"),
+        (["score", "--job", "nope", "--ds", "2026-03-15"], "unknown job 'nope'", 1),
+        (["score", "--job", "churn", "--ds", "2026-03-15", "--model-version", "7"], "model 'churn_xgb' has no version 7", 1),
+        # a value the command cannot use is a usage error: exit 2, nothing run or recorded
+        (["score", "--job", "churn", "--ds", "2026-02-30"], "'2026-02-30' is not a date", 2),
+        (["score", "--job", "churn", "--ds", "2026-03-15", "--shards", "zero"], "--shards 'zero' is not a shard count", 2),
+        (["train", "--job", "churn", "--promote", "sometimes"], "--promote 'sometimes' is not one of", 2),
+        (["score", "--job", "churn", "--ds", "2999-01-01"], "--ds 2999-01-01 is not a complete day yet in UTC", 2),
     ],
 )
-def test_errors_are_one_paragraph_with_exit_1(settings, args, message):
-    res = runner.invoke(app, args, env=_env(settings))
-    assert res.exit_code == 1
-    assert message in res.output and "Traceback" not in res.output and "Fix:" in res.output
+def test_errors_are_one_paragraph_with_their_exit_code(local_settings, args, message, code):
+    res = runner.invoke(app, args, env=_env(local_settings))
+    assert res.exit_code == code, res.output
+    assert message in " ".join(res.output.split()) and "Traceback" not in res.output and "Fix:" in res.output
+    with db.engine(local_settings).connect() as conn:  # nothing recorded for a usage error
+        assert code == 1 or conn.execute(sa.text("SELECT count(*) FROM scoring_runs")).scalar() == 0
 
 
 def test_no_model_registered(empty_settings):

@@ -18,22 +18,12 @@ from pipeline.cli import app
 from pipeline.config import PROJECT_ROOT
 from tests.conftest import CUSTOMERS, DAY
 from tests.integration.test_cli import _env
+from tests.integration.test_kinds_jobs import _published
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 JOBS = PROJECT_ROOT / "dags" / "jobs"
 SECRET = "Wh-s3cret-pw"
-
-
-def _published(s, job, ds=DAY) -> pd.DataFrame:
-    with db.engine(s).connect() as conn:
-        return pd.read_sql(
-            sa.text(
-                "SELECT entity_id, score, label, scores::text AS scores FROM predictions WHERE job = :j AND ds = :d ORDER BY entity_id"
-            ),
-            conn,
-            params={"j": job, "d": ds},
-        )
 
 
 def _jobs(tmp_path, **extra: dict) -> object:

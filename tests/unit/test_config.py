@@ -113,3 +113,34 @@ def test_airflow_connection_ids():
     env = {"NIGHTSCORE_POSTGRES_CONN_ID": "pg_prod", "NIGHTSCORE_AWS_CONN_ID": "s3_prod"}
     assert config.airflow_connection_ids(env) == ("pg_prod", "s3_prod")
     assert config.airflow_connection_ids({}) == ("nightscore_postgres", "nightscore_s3")
+
+
+def test_the_home_is_found_upward_like_git_and_never_made_outside_a_project(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.config import find_home
+    from pipeline.errors import ConfigError
+
+    project = tmp_path / "project"
+    (project / "dags" / "jobs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "nightscore"\nversion = "0"\n')
+    assert find_home({}, project / "dags" / "jobs") == project / ".nightscore"  # from dags/: never dags/.nightscore
+    other = tmp_path / "elsewhere" / "deep"
+    other.mkdir(parents=True)
+    (tmp_path / "elsewhere" / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
+    with pytest.raises(ConfigError, match="not inside a nightscore project") as err:
+        find_home({}, other)
+    assert "NIGHTSCORE_HOME" in str(err.value)
+    (tmp_path / "elsewhere" / ".nightscore").mkdir()  # a home made before: found from below it
+    assert find_home({}, other) == tmp_path / "elsewhere" / ".nightscore"
+    assert find_home({"NIGHTSCORE_HOME": str(tmp_path / "h")}, other) == tmp_path / "h"
+    assert find_home({}, tmp_path, fallback=project / ".nightscore") == project / ".nightscore"
+    # the command line, run outside any project: a message naming NIGHTSCORE_HOME, nothing created
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    monkeypatch.delenv("NIGHTSCORE_HOME", raising=False)
+    res = CliRunner().invoke(app, ["runs"], env={"NIGHTSCORE_HOME": ""})
+    assert res.exit_code != 0 and "NIGHTSCORE_HOME" in " ".join(res.output.split()), res.output
+    assert list(outside.iterdir()) == []
