@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 PYTEST_ARGS ?=
 ROWS ?=
 
-.PHONY: help install run test test-unit lint airflow bench stop clean compose-secrets
+.PHONY: help install run test test-unit lint airflow bench docs stop clean compose-secrets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +53,11 @@ airflow: install  ## Airflow 3 on the embedded defaults: demo data, the demo job
 
 bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS=N for one size); not part of make test
 	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),)
+
+docs: install  ## the documentation site (docs/, MkDocs Material) into .nightscore/site, checked --strict; the job spec's key table first
+	$(UV) run --frozen python tools/spec_reference.py
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict
+	@echo "open .nightscore/site/index.html, or: $(UV) run --frozen mkdocs serve"
 
 lint: install  ## ruff and mypy
 	$(UV) run --frozen ruff check pipeline nightscore_airflow dags tests tools bench docker

@@ -277,3 +277,22 @@ def test_seaweedfs_as_the_stack_runs_it(tmp_path):
         assert err.value.response["Error"]["Code"] in ("SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId")
     finally:
         stop_process(proc)
+
+
+@pytest.mark.unit
+def test_tasks_use_the_writer_login_and_the_file_says_what_it_leaves_out():
+    doc, text = _compose(), (PROJECT_ROOT / "docker-compose.yml").read_text()
+    services = doc["services"]
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:  # the tasks: scorer, granted only nightscore_writer
+        env = services[name]["environment"]
+        assert env["NIGHTSCORE_DATABASE_URL"].startswith("postgresql://scorer@"), name
+        assert env["NIGHTSCORE_DATABASE_PASSWORD_FILE"] == "/run/secrets/scorer_db_password", name
+    init = services["airflow-init"]["environment"]
+    assert init["NIGHTSCORE_DATABASE_URL"].startswith("postgresql://nightscore@")  # the owner: migrations and roles
+    assert "GRANT nightscore_writer TO scorer" in (PROJECT_ROOT / "docker" / "airflow-init.sh").read_text()
+    sql = (PROJECT_ROOT / "docker" / "init-postgres.sql").read_text()
+    assert "CREATE ROLE scorer LOGIN PASSWORD" in sql and "scorer LOGIN CREATEROLE" not in sql
+    assert services["airflow-cli"]["profiles"] == ["debug"]
+    assert "Compose 2.24" in text and "Flower" in text and "plugins/" in text and "config/" in text
+    assert "resource checks" in text and "mem_gb" in (PROJECT_ROOT / "docker" / "airflow-init.sh").read_text()
+
