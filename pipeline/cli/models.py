@@ -100,6 +100,7 @@ def model_register(
     if res.promoted:
         alias = f"{res.model_name}@{spec.model.alias}"
         out.print(f"{alias}: v{res.previous} → v{res.version}" if res.previous else f"{alias}: v{res.version}")
+        _export_jobs_of(s, res.model_name)  # nightscore_model_info names the new version
     else:
         _promote_hint(spec, res.version, res.previous)
 
