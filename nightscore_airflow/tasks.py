@@ -4,7 +4,7 @@ connections, call one step, log what happened, return small JSON-friendly state 
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from nightscore_airflow.assets import drift_events, training_reason
@@ -162,9 +162,8 @@ def train(job: str, context: Any) -> dict[str, Any]:
     ready = matured_until(spec, context["dag_run"].run_after)
     if params.get("end"):
         end = parse_ds(params["end"], where="the end parameter")
-    elif drifted:  # started by drift: the window ends mature_days before the drifted day (its labels matured)
-        mature = spec.evaluation.mature_days if spec.evaluation else 0
-        end = min(parse_ds(max(drifted), where="the drift event's ds") - timedelta(days=mature), ready)
+    elif drifted:  # started by drift or performance: up to that day, but never past the labels that have matured
+        end = min(parse_ds(max(drifted), where="the drift event's ds"), ready)
     else:  # the latest day whose labels have matured
         end = ready
     result = train_model(
