@@ -26,6 +26,7 @@ BOX = SIMPLE_HEAD  # fewer rules: tables fit 80 columns
 _DEBUG = {"on": False}
 _ERRORS = logging.getLogger("nightscore.errors")
 _ERRORS.propagate = False  # tracebacks go to the log file only (and to the terminal with --debug)
+_ERRORS.addHandler(logging.NullHandler())  # no log file (no home found): the traceback is dropped, never printed by logging's last resort
 
 
 def settings() -> Settings:

@@ -143,4 +143,5 @@ def test_the_home_is_found_upward_like_git_and_never_made_outside_a_project(tmp_
     monkeypatch.delenv("NIGHTSCORE_HOME", raising=False)
     res = CliRunner().invoke(app, ["runs"], env={"NIGHTSCORE_HOME": ""})
     assert res.exit_code != 0 and "NIGHTSCORE_HOME" in " ".join(res.output.split()), res.output
+    assert "Traceback" not in res.output, res.output
     assert list(outside.iterdir()) == []
