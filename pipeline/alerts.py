@@ -74,6 +74,13 @@ class Alert:
         return "\n".join(lines)
 
 
+def crossing(what: str, value: Any, limits: Any, level: str) -> dict[str, Any]:
+    """One line of an alert's ``crossed``: ``what`` at ``value`` reached its ``level`` (``limits``: a spec's
+    ``{warn, alert}`` pair, or the threshold itself)."""
+    threshold = getattr(limits, level) if hasattr(limits, level) else limits
+    return {"what": what, "value": value, "threshold": threshold, "level": level}
+
+
 @dataclass
 class Routed:
     """What :func:`route` did with an alert: where it went, or why it was held back."""
@@ -88,8 +95,6 @@ def route(eng: Any, alerts: Alerts, alert: Alert, *, streak: int | None = None) 
     ``streak`` (drift): how many published days in a row, up to this one, reached the alert's level. With no
     database (``eng`` None, or it fails) the alert is sent as :func:`send` would, unrecorded: an alert is
     never lost because the ledger is down."""
-    import json as _json
-
     from pipeline import db
 
     rule = alerts.rule(alert.kind)
@@ -123,7 +128,7 @@ def route(eng: Any, alerts: Alerts, alert: Alert, *, streak: int | None = None) 
                     "ds": alert.ds,
                     "level": alert.level,
                     "summary": alert.summary,
-                    "detail": _json.dumps(detail, default=str),
+                    "detail": json.dumps(detail, default=str),
                     "sent_to": sent,
                     "held_back": held,
                 },

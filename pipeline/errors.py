@@ -95,7 +95,8 @@ class Interrupted(BaseException):
         self.signal_name = signal_name
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (a driver's own where it wraps one), secrets masked."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return redact(text.splitlines()[0] if text else type(exc).__name__)
 
@@ -105,7 +106,7 @@ def explain(exc: BaseException, *, stage: str | None = None, where: str | None =
     if isinstance(exc, NightscoreError):
         return exc
     during = f" during {stage}" if stage else ""
-    line = _first_line(exc)
+    line = first_line(exc)
     module = type(exc).__module__ or ""
     name = type(exc).__name__
     if _is_database_error(exc):

@@ -176,12 +176,7 @@ def _notify(eng: Any, spec: JobSpec, ev: DayEvaluation) -> None:
 
     assert spec.evaluation is not None
     crossed = [
-        {
-            "what": name,
-            "value": entry["value"],
-            "threshold": getattr(getattr(spec.evaluation, name), entry["level"]),
-            "level": entry["level"],
-        }
+        alerts.crossing(name, entry["value"], getattr(spec.evaluation, name), entry["level"])
         for name, entry in sorted(ev.levels.items())
         if entry["level"] in ("warn", "alert")
     ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import db, keys
+from pipeline import keys
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError, SourceError
 from pipeline.feed import BatchFeed
@@ -94,34 +94,19 @@ def no_rows_error(settings: Settings, spec: JobSpec, ds: date, shards: int = 1, 
 
     from pipeline.errors import ValidationFailed
     from pipeline.schedule import latest_complete_day
-    from pipeline.shards import subquery
+    from pipeline.sources import has_rows
 
     complete = latest_complete_day(datetime.now(UTC), spec.timezone)
     found: dict[str, date | None] = {"before": None, "after": None}
     try:
-        if spec.source.kind != "database":
-            from pipeline.sources import has_rows
-
-            for side, step in (("before", -1), ("after", 1)):
-                for k in range(1, window + 1):
-                    day = ds + timedelta(days=step * k)
-                    if day > complete and step > 0:
-                        break
-                    if has_rows(settings, spec, day):
-                        found[side] = day
-                        break
-        else:
-            with db.adbc_connect(settings) as conn, conn.cursor() as cur:
-                for side, step in (("before", -1), ("after", 1)):
-                    for k in range(1, window + 1):
-                        day = ds + timedelta(days=step * k)
-                        if day > complete and step > 0:
-                            break
-                        # stays in code: it wraps the job's own query text (SQL, not a value or an identifier) as a subquery
-                        cur.execute(f"SELECT 1 FROM {subquery(spec.source_sql(day))} LIMIT 1")
-                        if cur.fetchone() is not None:
-                            found[side] = day
-                            break
+        for side, step in (("before", -1), ("after", 1)):
+            for k in range(1, window + 1):
+                day = ds + timedelta(days=step * k)
+                if day > complete and step > 0:
+                    break
+                if has_rows(settings, spec, day):  # the day's first row, whatever the source (LIMIT 1 on a query)
+                    found[side] = day
+                    break
     except Exception:  # the hint is a courtesy; the error stands without it
         pass
 

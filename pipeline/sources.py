@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from pipeline import keys
 from pipeline.config import Settings
-from pipeline.errors import SourceError, register_secret
+from pipeline.errors import SourceError, first_line, register_secret
 from pipeline.jobs import JobSpec
 from pipeline.jobs.binds import render_binds
 
@@ -198,14 +198,9 @@ def _limited(sql: str, limit: int | None) -> str:
     return f"SELECT * FROM {subquery(sql)} LIMIT {int(limit)}"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _unreachable(spec: JobSpec, url: str, exc: BaseException) -> SourceError:
     return SourceError(
-        f"cannot connect to the source database of job {spec.name!r} ({_safe(url)}): {_first_line(exc)}",
+        f"cannot connect to the source database of job {spec.name!r} ({_safe(url)}): {first_line(exc)}",
         where=spec.source_where(),
         fix=f"check that the server answers and the URL of connection {spec.source.connection!r} is right",
     )
@@ -213,7 +208,7 @@ def _unreachable(spec: JobSpec, url: str, exc: BaseException) -> SourceError:
 
 def _query_failed(spec: JobSpec, query: Query, url: str, exc: BaseException) -> SourceError:
     return SourceError(
-        f"{query.what} failed on {_safe(url)}: {_first_line(exc)}",
+        f"{query.what} failed on {_safe(url)}: {first_line(exc)}",
         where=spec.source_where(),
         fix="run the query on that database by hand to see the full error, then correct the query or the source table",
     )
@@ -292,7 +287,7 @@ def _sqlalchemy(url: str, spec: JobSpec, query: Query, shard: int, shards: int, 
         eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
     except Exception as exc:  # an unknown dialect, a driver not installed
         raise SourceError(
-            f"connection {spec.source.connection!r} ({_safe(url)}) cannot be opened: {_first_line(exc)}",
+            f"connection {spec.source.connection!r} ({_safe(url)}) cannot be opened: {first_line(exc)}",
             where=where,
             fix="install the database's SQLAlchemy driver, or correct the URL's scheme (dialect+driver://...)",
         ) from None
@@ -414,7 +409,7 @@ def _parquet(settings: Settings, spec: JobSpec, ds: date, shard: int, shards: in
         info = filesystem.get_file_info(path)
     except Exception as exc:
         raise SourceError(
-            f"the Parquet source of job {spec.name!r} cannot be reached: {_first_line(exc)}",
+            f"the Parquet source of job {spec.name!r} cannot be reached: {first_line(exc)}",
             where=where,
             fix="check the S3 endpoint (AWS_ENDPOINT_URL) and credentials, or the folder's permissions",
         ) from None
@@ -429,7 +424,7 @@ def _parquet(settings: Settings, spec: JobSpec, ds: date, shard: int, shards: in
         fragments = [piece for frag in dataset.get_fragments() for piece in frag.split_by_row_group()]
     except Exception as exc:
         raise SourceError(
-            f"the Parquet source of job {spec.name!r} for {ds} cannot be read: {_first_line(exc)}",
+            f"the Parquet source of job {spec.name!r} for {ds} cannot be read: {first_line(exc)}",
             where=where,
             fix="check that every file under the location is Parquet with the same columns",
         ) from None
@@ -454,7 +449,7 @@ def _parquet(settings: Settings, spec: JobSpec, ds: date, shard: int, shards: in
             yield from _row_groups(dataset, mine, schema, batch_rows)
         except Exception as exc:
             raise SourceError(
-                f"reading the Parquet source of job {spec.name!r} for {ds} failed: {_first_line(exc)}",
+                f"reading the Parquet source of job {spec.name!r} for {ds} failed: {first_line(exc)}",
                 where=where,
                 fix="check the day's files (a truncated or unreadable file) and the S3 endpoint, then rerun the day",
             ) from exc

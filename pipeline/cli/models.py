@@ -186,13 +186,9 @@ def model_rollback(name: str, alias: str = typer.Option("champion")) -> None:
 
 def _export_jobs_of(s: Any, model: str) -> None:
     """The metrics of every job scored by ``model`` (their ``nightscore_model_info`` names the version now)."""
-    from pipeline.jobs import load_spec, spec_files
+    from pipeline.jobs import load_each
     from pipeline.metrics import export
 
-    for path in spec_files(s.jobs_dir):
-        try:
-            spec = load_spec(path)
-        except Exception:  # a broken spec is `nightscore jobs --check`'s news
-            continue
+    for spec in load_each(s.jobs_dir)[0]:  # a broken spec is `nightscore jobs --check`'s news
         if spec.model.name == model:
             export(s, spec.name)

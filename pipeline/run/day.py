@@ -191,7 +191,7 @@ def _alert_quarantine(settings: Settings, state: RunState) -> None:
             detail=f"the reasons: nightscore runs --show {state.run_id}, or SELECT reasons FROM quarantined_rows WHERE run_id = '{state.run_id}'",
             run_id=state.run_id,
             airflow_run_id=state.airflow_run_id,
-            crossed=[{"what": "quarantined share", "value": round(share, 6), "threshold": limit, "level": "alert"}],
+            crossed=[alerts.crossing("quarantined share", round(share, 6), limit, "alert")],
         ),
     )
 
@@ -210,12 +210,7 @@ def _alert_drift(ctx: StageContext, state: RunState) -> None:
     rule = spec.alerts.rule("drift")
     floor = alerts.LEVELS.index(rule.min_level)
     crossed = [
-        {
-            "what": f"{m['feature']} {m['metric']}",
-            "value": m["value"],
-            "threshold": getattr(getattr(spec.drift, m["metric"]), m["level"]),
-            "level": m["level"],
-        }
+        alerts.crossing(f"{m['feature']} {m['metric']}", m["value"], getattr(spec.drift, m["metric"]), m["level"])
         for m in _drift_rows(ctx, state)
         if m["level"] in ("warn", "alert") and alerts.LEVELS.index(m["level"]) >= floor
     ]

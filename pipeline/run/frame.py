@@ -71,12 +71,18 @@ def run_stage(settings: Settings, state: RunState, name: str) -> Iterator[StageC
         raise
     finally:
         state.seconds[name] = round(time.perf_counter() - t0, 4)
-        state.spans[name] = [round(time.time() - state.seconds[name], 4), round(time.time(), 4)]
+        state.spans[name] = _span(state.seconds[name])
         if ctx is not None:
             try:
                 runs.stage_seconds(ctx.eng, state.run_id, name, state.seconds[name])
             except Exception as exc:
                 log.info("run %s: stage timing not recorded (%s)", state.run_id, str(exc).splitlines()[0])
+
+
+def _span(seconds: float) -> list[float]:
+    """A stage that just ended after ``seconds``: its [start, end] in Unix time (the run report's timeline)."""
+    end = time.time()
+    return [round(end - seconds, 4), round(end, 4)]
 
 
 def is_interruption(exc: BaseException) -> bool:
@@ -197,7 +203,7 @@ def shard_stage(
         raise
     finally:
         shard.seconds[name] = round(time.perf_counter() - t0, 4)
-        shard.spans[name] = [round(time.time() - shard.seconds[name], 4), round(time.time(), 4)]
+        shard.spans[name] = _span(shard.seconds[name])
         shard.cpu[name] = round(shard.cpu.get(name, 0.0) + time.process_time() - c0, 4)
         if ctx is not None:
             try:
