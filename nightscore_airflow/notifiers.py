@@ -114,11 +114,12 @@ def _engine() -> Any:
     """The ledger's engine for the alert rules' memory, or None when the database cannot be reached (the
     alert then goes out unrecorded: never lost because the ledger is down)."""
     from pipeline import db
+    from pipeline.errors import first_line
 
     try:
         return db.engine(task_settings())
     except Exception as exc:
-        log.warning("alert sent without the ledger (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.warning("alert sent without the ledger (%s)", first_line(exc))
         return None
 
 

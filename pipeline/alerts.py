@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline import config
-from pipeline.errors import redact
+from pipeline.errors import first_line, redact
 from pipeline.jobs import Alerts
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def route(eng: Any, alerts: Alerts, alert: Alert, *, streak: int | None = None) 
     except Exception as exc:  # the ledger is down or not migrated: better twice than never
         if sent is not None or held is not None:
             return Routed(sent or [], held)
-        log.warning("alert for %s %s not recorded (%s); sent without the rules' memory", alert.job, alert.ds, redact(str(exc)).splitlines()[0])
+        log.warning("alert for %s %s not recorded (%s); sent without the rules' memory", alert.job, alert.ds, first_line(exc))
         return Routed(send(alerts, alert))
     if held:
         log.info("alert for %s %s (%s, %s) held back: %s", alert.job, alert.ds, alert.kind, alert.level, held)

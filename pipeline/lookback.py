@@ -70,8 +70,7 @@ def write_report(settings: Settings, spec: JobSpec, days: int, *, last: date | N
 
     last = last if last is not None else default_day(spec.timezone)
     path = path or report_path(settings, spec.name, last, days)
-    mature = spec.evaluation.mature_days if spec.evaluation else 0
-    first = last - timedelta(days=days + mature - 1)
+    first = last - timedelta(days=days + spec.mature_days - 1)
     summary = job_report(settings, spec, first, last, path)
     latest = latest_line(history(db.ready_engine(settings), spec.name, first, last)) if summary.get("evaluations") else None
     return ReportWritten(path, first, last, summary, latest)

@@ -75,8 +75,7 @@ def initialize(settings: Settings) -> Initialized:
         store.ensure_bucket()
     specs, broken = load_each(settings.jobs_dir)  # a broken spec: `nightscore jobs --check` says why; init goes on
     views = {Path(str(e.where)).stem: f"not loaded: {e.what}" for e in broken}
-    for spec in specs:  # each job's typed view, from its source's schema for its latest complete day
-        views.update(ensure_views(settings, [spec], default_day(spec.timezone)))
+    views.update(ensure_views(settings, specs))  # each job's typed view, from its source's schema
     return Initialized(db.safe_url(db.database_url(settings)), applied, store.root_uri, views)
 
 

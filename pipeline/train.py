@@ -45,18 +45,13 @@ def matured_until(spec: JobSpec, now: datetime | None = None) -> date:
     after it, so ``today - mature_days`` (today in the job's time zone); without an evaluation section, the
     latest complete day."""
     today = job_today(spec.timezone, now)
-    mature = spec.evaluation.mature_days if spec.evaluation else 0
-    return min(today - timedelta(days=mature), default_day(spec.timezone, now))
+    return min(today - timedelta(days=spec.mature_days), default_day(spec.timezone, now))
 
 
-def check_matured(spec: JobSpec, end: date, now: datetime | None = None) -> None:
-    """Refuse a window whose last day's labels have not matured, with the dates and the fix."""
-    ready = matured_until(spec, now)
-    if end <= ready:
-        return
-    mature = spec.evaluation.mature_days if spec.evaluation else 0
-    raise NightscoreError(
-        f"the training window of job {spec.name!r} ends {end}, but labels are complete only {mature} day(s) after their day "
+def immature(spec: JobSpec, end: date, ready: date) -> NightscoreError:
+    """The refusal of a window ending ``end``, after ``ready``, the latest day whose labels have matured."""
+    return NightscoreError(
+        f"the training window of job {spec.name!r} ends {end}, but labels are complete only {spec.mature_days} day(s) after their day "
         f"(evaluation.mature_days): the latest day with matured labels is {ready}; a model trained on {end} would learn "
         f"outcomes that have not happened yet",
         where=str(spec.spec_path),
@@ -113,9 +108,10 @@ def train_model(
     import xgboost as xgb
 
     t = spec.training
-    end = end or matured_until(spec, now)
-    if not allow_immature:
-        check_matured(spec, end, now)
+    ready = matured_until(spec, now)
+    end = end or ready
+    if end > ready and not allow_immature:
+        raise immature(spec, end, ready)
     holdout_start = end - timedelta(days=t.holdout_days - 1)
     train_start = holdout_start - timedelta(days=t.train_days)
     table = load_window(settings, spec, train_start, end + timedelta(days=1))
@@ -160,7 +156,7 @@ def train_model(
         "train_days_with_rows": sum(1 for d in days if d < holdout_start and counts.get(d)),
         "holdout_days_with_rows": sum(1 for d in days if d >= holdout_start and counts.get(d)),
         "empty_days": [d.isoformat() for d in empty],
-        "labels_matured_until": matured_until(spec, now),
+        "labels_matured_until": ready,
     }
     notes = [
         f"{len(empty)} day(s) of the window have no rows: {', '.join(d.isoformat() for d in empty[:7])}{' …' if len(empty) > 7 else ''}"

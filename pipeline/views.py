@@ -65,12 +65,15 @@ def source_schema(settings: Settings, spec: JobSpec, ds: date) -> pa.Schema | No
         return None
 
 
-def ensure_views(settings: Settings, specs: list[JobSpec], ds: date) -> dict[str, str]:
-    """``nightscore init``: every job's view, from its source's schema for ``ds``. Returns job -> what happened."""
+def ensure_views(settings: Settings, specs: list[JobSpec]) -> dict[str, str]:
+    """``nightscore init``: every job's view, from its source's schema for the job's latest complete day.
+    Returns job -> what happened."""
+    from pipeline.schedule import default_day
+
     eng = db.ready_engine(settings)
     out: dict[str, str] = {}
     for spec in specs:
-        schema = source_schema(settings, spec, ds)
+        schema = source_schema(settings, spec, default_day(spec.timezone))
         if schema is None:
             out[spec.name] = "source not readable now: the job's first run creates the view"
             continue

@@ -460,6 +460,11 @@ class JobSpec(_Strict):
         return self.source.describe(self.spec_dir)
 
     @property
+    def mature_days(self) -> int:
+        """Days after a day until its outcomes are complete (``evaluation.mature_days``; 0 without evaluation)."""
+        return self.evaluation.mature_days if self.evaluation else 0
+
+    @property
     def outcome_label(self) -> str:
         return (self.evaluation.label if self.evaluation else None) or self.training.label
 
