@@ -126,7 +126,8 @@ def train_model(
             f"not enough labelled data for job {spec.name!r}: {train_t.num_rows} training rows ({train_start}..{holdout_start - timedelta(days=1)}), "
             f"{hold_t.num_rows} holdout rows ({holdout_start}..{end})",
             where=where,
-            fix="load data for those days (for the demo: nightscore demo-data) or pass another --end",
+            fix=f"load data for those days (for the demo: nightscore demo-data --start {train_start}; its outcomes are final at once, "
+            "so --allow-immature-labels with a later --end also works), or pass another --end",
         )
     kind = spec.model.kind
     params: dict[str, Any] = {
