@@ -147,14 +147,18 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
 
 
 def _create_celery_tables(broker: str) -> None:
-    """Kombu's SQLAlchemy transport creates its tables on first connect without a retry, so two workers
-    starting together can race on PostgreSQL's catalog and one of them dies; create them (and Celery's
-    result tables) once, here, before any Airflow process starts."""
+    """Kombu's SQLAlchemy transport creates its tables, and a queue's row, on first use without a retry, so two
+    workers starting together can race on PostgreSQL's catalog or on the row and one of them dies; create them
+    (the ``default`` queue's row, and Celery's result tables) once, here, before any Airflow process starts."""
     from celery.backends.database.session import SessionManager
     from kombu import Connection
 
     with Connection(f"sqla+{broker}") as conn:
-        conn.default_channel.session.close()  # the channel's first session creates kombu's tables and sequences
+        channel = conn.default_channel  # its first session creates kombu's tables and sequences
+        # and the queue's row: each worker creates it on its first poll when missing, and two workers polling at
+        # once both inserted it (a unique violation killed one: a flake seen once in a fresh-clone run)
+        channel._get_or_create("default")
+        channel.session.close()
     SessionManager().session_factory(broker).close()
     eng = sa.create_engine(broker)
     with eng.connect() as db_conn:
