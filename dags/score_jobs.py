@@ -18,7 +18,8 @@ as Parquet through the artifact store.
   opens (logical date pre-filled with *now*) scores yesterday. To score another day, fill `ds`.
 
 **Parameters** (trigger form, backfill run config, REST `conf`): `ds`, `model_version` (pin a
-registered version instead of the alias), `shards` (override the job spec's shard count), `dry_run`
+registered version instead of the alias), `shards` (override the job spec's shard count), `shadow` (shadow
+models, aliases or versions with commas between, instead of the spec's `model.shadow`), `dry_run`
 (validate and score, publish nothing: the publish task is then *skipped* and no Asset event is emitted).
 
 **Backfill from the UI with a pinned model**: tick *Override parameters on existing runs* before filling
@@ -81,6 +82,13 @@ def scoring_params(spec: JobSpec) -> dict[str, Param]:
             maximum=256,
             title="Shards",
             description=f"Split the day into this many shards, each a task of its own. Empty: the job spec's ({spec.shards}).",
+        ),
+        "shadow": Param(
+            None,
+            type=["null", "string"],
+            title="Shadow models",
+            description="Aliases or versions of the model (commas between) that score the same rows into shadow_predictions. "
+            f"Empty: the job spec's model.shadow ({', '.join(map(str, spec.model.shadow)) or 'none'}).",
         ),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Validate and score, but publish nothing."),
     }

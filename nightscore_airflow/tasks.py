@@ -48,6 +48,7 @@ def begin(job: str, context: Any) -> list[dict[str, Any]]:
     loading table they fill. Returns one item per shard, ``{"state": <the run>, "index": i}``: what the mapped
     shard task expands over, and what publish and monitor read the run's state from."""
     from pipeline import run
+    from pipeline.shadow import parse_refs
 
     _as_owner(context)
     settings = task_settings(job)
@@ -62,6 +63,7 @@ def begin(job: str, context: Any) -> list[dict[str, Any]]:
             dry_run=bool(params.get("dry_run")),
             airflow_run_id=context["dag_run"].run_id,
             shard_count=_optional_int(params.get("shards")),
+            shadow=parse_refs([params["shadow"]] if params.get("shadow") else None, where="the shadow parameter"),
         )
     log.info(
         "run %s: model %s v%s%s, %d shard(s)",

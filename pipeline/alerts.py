@@ -40,6 +40,7 @@ ICONS = {
     "quarantine": ":warning:",
     "late": ":hourglass:",
     "performance": ":chart_with_downwards_trend:",
+    "performance_estimated": ":crystal_ball:",  # estimated from the scores before the outcomes arrive (pipeline.estimate)
     "drift": ":ocean:",
     "training": ":brain:",
 }
@@ -49,7 +50,7 @@ ICONS = {
 class Alert:
     job: str
     ds: str | None
-    kind: str  # failed | late | quarantine | drift | performance | training
+    kind: str  # failed | late | quarantine | drift | performance | performance_estimated | training
     summary: str  # one line: what happened
     detail: str = ""  # the error, or the numbers
     run_id: str | None = None

@@ -55,7 +55,20 @@ def assess(spec: Any, booster: Any, table: pa.Table, y: np.ndarray | None, info:
         metrics.pop("calibration", None)
         if spec.model.kind == "binary":
             metrics["positive_rate"] = round(float(np.mean(y)), 6)
+            from pipeline.estimate import holdout_checks  # whether estimates before labels can be trusted
+
+            metrics.update(holdout_checks(y, np.asarray(raw, dtype=np.float64)))
     return Assessment(raw, out, metrics)
+
+
+def contribution_reference(spec: Any, booster: Any, table: pa.Table, info: kinds.ModelInfo | None = None, threads: int = 0) -> dict[str, Any]:
+    """What drives the model's scores on these rows: each feature's mean |contribution| (XGBoost's approx
+    contributions), which the run report sets each explained day against (:mod:`pipeline.explain`)."""
+    from pipeline.explain import reference
+
+    info = info or kinds.model_info(booster)
+    x = to_matrix(table, spec, coding=value_sets(kinds.coding(spec, info)))
+    return reference(booster, x, spec, info, threads)
 
 
 def manifest(

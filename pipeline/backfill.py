@@ -34,6 +34,7 @@ class Plan:
     dry_run: bool = False
     shard_count: int | None = None  # None: the job spec's
     workers: int | None = None
+    shadow: list[int | str] | None = None  # None: the job spec's model.shadow
 
     @property
     def job(self) -> str:
@@ -63,6 +64,7 @@ def plan(
     dry_run: bool = False,
     shard_count: int | None = None,
     workers: int | None = None,
+    shadow: list[int | str] | None = None,
 ) -> Plan:
     """Check the backfill of ``job`` over ``first``..``last`` (inclusive) before any day runs."""
     if first > last:
@@ -77,7 +79,7 @@ def plan(
         )
     mv = registry.resolve(ready_engine(settings), spec.model.name, spec.model.alias, model_version)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return Plan(spec, days, mv, model_version, dry_run, shard_count, workers)
+    return Plan(spec, days, mv, model_version, dry_run, shard_count, workers, shadow)
 
 
 def run(settings: Settings, plan: Plan) -> Iterator[DayResult]:
@@ -93,6 +95,7 @@ def run(settings: Settings, plan: Plan) -> Iterator[DayResult]:
                 dry_run=plan.dry_run,
                 shard_count=plan.shard_count,
                 workers=plan.workers,
+                shadow=plan.shadow,
             )
         except NightscoreError as exc:
             yield DayResult(d, error=exc)

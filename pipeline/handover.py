@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import db, kinds, registry
-from pipeline.assess import assess, labels, manifest, predict, score_reference
+from pipeline.assess import assess, contribution_reference, labels, manifest, predict, score_reference
 from pipeline.config import Settings
 from pipeline.drift import feature_reference
 from pipeline.errors import ModelError
@@ -91,7 +91,11 @@ def reference(spec: JobSpec, booster: Any, info: kinds.ModelInfo, table: pa.Tabl
     if known.num_rows:
         metrics = assess(spec, booster, known, labels(known, spec, str(spec.spec_dir / spec.training.sql)), info).metrics
     everything = assess(spec, booster, table, None, info)
-    drift = {**score_reference(spec, everything), "features": feature_reference(spec, table)}
+    drift = {
+        **score_reference(spec, everything),
+        "features": feature_reference(spec, table),
+        "contributions": contribution_reference(spec, booster, table, info),
+    }
     return Reference(table.num_rows, known.num_rows, metrics, drift)
 
 

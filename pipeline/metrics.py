@@ -53,6 +53,14 @@ KIND_METRICS = {
     "regression": ("rmse", "mae", "r2", "pinball", "coverage", "coverage_expected"),
 }
 CLASS_METRICS = {"recall": "class_recall_ratio", "share": "class_share_ratio", "predicted_share": "class_predicted_share_ratio"}
+# the estimate before labels: its column -> its metric name
+ESTIMATE_NAMES = {
+    "auc": "estimated_auc",
+    "decision_precision": "estimated_precision_ratio",
+    "decision_recall": "estimated_recall_ratio",
+    "accuracy": "estimated_accuracy_ratio",
+    "positive_rate": "estimated_positive_rate_ratio",
+}
 # drift metric -> its metric name
 DRIFT_NAMES = {"psi": "psi", "ks": "ks", "js": "js_distance", "null_rate": "null_rate_change_ratio", "out_of_range": "out_of_range_ratio"}
 
@@ -65,6 +73,7 @@ def job_registry(eng: Any, job: str, spec: Any | None = None) -> Any:
             "publish": conn.execute(db.query("metrics_last_publish"), {"job": job}).mappings().first(),
             "drift": list(conn.execute(db.query("metrics_drift"), {"job": job}).mappings()),
             "evaluation": conn.execute(db.query("metrics_latest_evaluation"), {"job": job}).mappings().first(),
+            "estimate": conn.execute(db.query("metrics_latest_estimate"), {"job": job}).mappings().first(),
             "counts": list(conn.execute(db.query("metrics_run_counts"), {"job": job}).mappings()),
             "alerts": list(conn.execute(db.query("count_alerts"), {"job": job}).mappings()),
             "model": (
@@ -135,7 +144,29 @@ def build_registry(job: str, facts: dict[str, Any]) -> Any:
             gauge("nightscore_evaluation_timestamp_seconds", "When the latest evaluation was computed (Unix time)").labels(job).set(
                 evaluation["evaluated_at"].timestamp()
             )
+    if facts.get("estimate"):
+        _estimate(gauge, job, facts["estimate"])
     return reg
+
+
+def _estimate(gauge: Any, job: str, est: Any) -> None:
+    """The latest estimate before labels (binary, :mod:`pipeline.estimate`): its metrics, level, whether its
+    model was calibrated on the holdout, the day it concerns, and the AUC error of the latest reconciled one."""
+    for column, name in ESTIMATE_NAMES.items():
+        if _number(est.get(column)):
+            doc = f"The latest estimate's {column.replace('_', ' ')} from the day's scores alone"
+            gauge(f"nightscore_{name}", doc).labels(job).set(est[column])
+    values = {
+        "level": (LEVELS.get(est["level"], 0), "The latest estimate's level against the holdout AUC: 0 ok, 1 warn, 2 alert"),
+        "day_timestamp_seconds": (_midnight(est["ds"]), "The day the latest estimate concerns: its midnight UTC"),
+        "timestamp_seconds": (est["estimated_at"].timestamp(), "When the latest estimate was computed (Unix time)"),
+    }
+    if est.get("calibrated") is not None:
+        values["calibrated"] = (1 if est["calibrated"] else 0, "1 when the latest estimate's model was calibrated on its holdout, else 0")
+    if _number(est.get("latest_auc_error")):
+        values["auc_error"] = (est["latest_auc_error"], "The latest reconciled estimate's AUC minus the realized AUC")
+    for name, (value, doc) in values.items():
+        gauge(f"nightscore_estimate_{name}", doc).labels(job).set(value)
 
 
 def _counters(counter: Any, job: str, counts: list[Any], raised: list[Any]) -> None:

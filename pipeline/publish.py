@@ -53,23 +53,26 @@ def leaf_name(job: str, ds: date) -> str:
 JSONB_VERSION = pa.scalar(b"\x01", pa.binary())  # jsonb's binary input: a version byte, then the JSON text
 
 
+JSONB_COLUMNS = ("scores", "reasons")  # JSON text in the files, jsonb in the tables
+
+
 def _wire(field: pa.Field) -> pa.Field:
     if field.name == "run_id":
         return pa.field("run_id", pa.binary(16), nullable=False)
-    if field.name == "scores":
-        return pa.field("scores", pa.binary())
+    if field.name in JSONB_COLUMNS:
+        return pa.field(field.name, pa.binary())
     return field
 
 
 def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
-    """Those row groups of the predictions file as COPY BINARY wants them: run_id as 16 bytes (a uuid column),
-    scores (JSON text) behind jsonb's version byte."""
+    """Those row groups of a predictions (or reasons) file as COPY BINARY wants them: run_id as 16 bytes (a
+    uuid column), scores or reasons (JSON text) behind jsonb's version byte."""
     import pyarrow.compute as pc
 
     pf = stream_parquet(path)
     schema = pa.schema([_wire(f) for f in pf.schema_arrow])
     idx = pf.schema_arrow.get_field_index("run_id")
-    js = pf.schema_arrow.get_field_index("scores")
+    js = [pf.schema_arrow.get_field_index(name) for name in JSONB_COLUMNS if name in pf.schema_arrow.names]
 
     def jsonb(col: pa.Array) -> pa.Array:
         return pc.binary_join_element_wise(JSONB_VERSION, pc.cast(col, pa.binary()), pa.scalar(b"", pa.binary()))
@@ -85,8 +88,8 @@ def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.Reco
             else:
                 col = pa.array([uuid.UUID(r).bytes for r in batch.column(idx).to_pylist()], pa.binary(16))
             cols = [col if i == idx else c for i, c in enumerate(batch.columns)]
-            if js >= 0:
-                cols[js] = jsonb(cols[js])
+            for j in js:
+                cols[j] = jsonb(cols[j])
             yield pa.RecordBatch.from_arrays(cols, schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, gen())
@@ -123,6 +126,27 @@ def create_loading_table(eng: Engine, name: str, job: str, ds: date, kind: str =
         conn.execute(db.query("create_loading_table"), {"name": name, "job": job, "ds": ds, "kind": kind})
 
 
+def create_side_table(eng: Engine, name: str, side: str, job: str, ds: date) -> None:
+    """The run's side loading table ``<name>_reasons`` or ``<name>_shadow`` (sql/migrations/015): its shards
+    load into it, and the day's swap publishes it with the predictions."""
+    with eng.begin() as conn:
+        conn.execute(db.query("create_side_table"), {"name": name, "side": side, "job": job, "ds": ds})
+
+
+def load_side(settings: Settings, path: Path, name: str, side: str, shard: int) -> int:
+    """COPY one shard's side file (reasons, shadow predictions) into the run's ``<name>_<side>`` table; a
+    retried shard's earlier rows there were cleared with its predictions (:func:`load_shard`)."""
+    expected = pq.ParquetFile(path).metadata.num_rows
+    staged = load(settings, path, f"{name}_{side}")
+    if staged >= 0 and staged != expected:
+        raise NightscoreError(
+            f"shard {shard} loaded {staged} {side} rows but its file has {expected}",
+            where=f"{STAGING_SCHEMA}.{name}_{side}",
+            fix="rerun the day; the published data was left as it was",
+        )
+    return expected
+
+
 def load_shard(
     settings: Settings, eng: Engine, path: Path, name: str, shard: int, shards: int, *, clear: bool, by_keys: bool = False
 ) -> int:
@@ -151,7 +175,7 @@ def load_shard(
     return staged
 
 
-def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: str, expected: int) -> Published:
+def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: str, expected: int, *, max_reasons: int | None = None) -> Published:
     """Make the loading table, which every shard has loaded (``expected`` rows, the shards' sum), the published
     (job, ds) partition: add the primary key, and swap it in atomically, marking the run published in the
     same commit. Raises :class:`PublishTimeout` if other sessions hold the day's locks
@@ -163,6 +187,8 @@ def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: st
     try:
         failpoints.reached("index")
         with eng.begin() as conn:
+            if max_reasons is not None:  # explain.max_rows: the reasons of the day's highest scores only
+                conn.execute(db.query("trim_reasons"), {"name": name, "max": max_reasons})
             conn.execute(db.query("seal_loading_table"), params)
         clock.append(time.perf_counter())
         _swap(settings, eng, {**params, "rows": expected})

@@ -215,3 +215,12 @@ class Quickstart:
                     psql_line("published_intervals", job=spec.name, ds=day, low=str(float(quantiles[0])), high=str(float(quantiles[-1])))
                 )
         return queries
+
+    def explain_command(self, spec: JobSpec) -> str | None:
+        """For a job that explains its rows: ``nightscore explain`` of the day's highest-scoring row."""
+        if not spec.explain:
+            return None
+        day = self.day(spec)
+        with db.engine(self.settings).connect() as conn:
+            key = conn.execute(db.query("top_scored_entity"), {"job": spec.name, "ds": day}).scalar()
+        return f"nightscore explain --job {spec.name} --ds {day} --entity {key}" if key is not None else None

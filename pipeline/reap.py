@@ -28,7 +28,7 @@ from pipeline.publish import drop_loading_table
 from pipeline.storage import open_store, run_prefix
 
 log = logging.getLogger(__name__)
-_LOADING = re.compile(r"^load_([0-9a-f]{12})_[0-9a-f]{12}$")
+_LOADING = re.compile(r"^(load_([0-9a-f]{12})_[0-9a-f]{12})(?:_reasons|_shadow)?$")  # a loading table, or a side table of one
 
 
 @dataclass
@@ -103,9 +103,9 @@ def reap(settings: Settings, eng: Engine | None = None) -> Reaped:
         tables = [r.name for r in conn.execute(db.query("list_loading_tables"))]
     for name in tables:
         m = _LOADING.match(name)
-        if m and m.group(1) not in prefixes:
-            drop_loading_table(eng, name)
-            done.tables.append(name)
+        if m and m.group(2) not in prefixes and m.group(1) not in done.tables:
+            drop_loading_table(eng, m.group(1))  # with its side tables
+            done.tables.append(m.group(1))
     work = settings.home / "work"
     if work.is_dir():
         for folder in work.iterdir():

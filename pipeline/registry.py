@@ -168,15 +168,27 @@ def resolve(eng: Engine, name: str, alias: str = "champion", version: int | None
     return get_version(eng, name, current)
 
 
-def set_alias(eng: Engine, name: str, alias: str, version: int, *, reason: str, by: str | None = None) -> int | None:
-    """Point ``alias`` at ``version``, recording the move. Returns the previous version."""
+def set_alias(
+    eng: Engine, name: str, alias: str, version: int, *, reason: str, by: str | None = None, evidence: dict[str, Any] | None = None
+) -> int | None:
+    """Point ``alias`` at ``version``, recording the move (and the ``evidence`` it cites, e.g. a shadow
+    comparison: :func:`pipeline.compare.promotion_evidence`). Returns the previous version."""
     require_model(eng, name)
     get_version(eng, name, version)  # must exist
     with eng.begin() as conn:
         prev = conn.execute(db.query("lock_model_alias"), {"n": name, "a": alias}).scalar()
         conn.execute(db.query("upsert_model_alias"), {"name": name, "alias": alias, "version": version, "by": by or current_user()})
         conn.execute(
-            db.query("insert_model_alias_history"), {"n": name, "a": alias, "f": prev, "t": version, "b": by or current_user(), "r": reason}
+            db.query("insert_model_alias_history"),
+            {
+                "n": name,
+                "a": alias,
+                "f": prev,
+                "t": version,
+                "b": by or current_user(),
+                "r": reason,
+                "e": json.dumps(evidence, default=str) if evidence is not None else None,
+            },
         )
     return prev
 

@@ -139,7 +139,13 @@ def feature_drift_plot(worst: list[dict[str, Any]]) -> str:
     ax.invert_yaxis()
     for i, w in enumerate(worst):
         change = "change " if w["metric"] == "null_rate" else ""  # signed: a fall shows as one
-        ax.text(w["ratio"], i, f" {w['metric']} {change}{w['value']:+.3g}" if change else f" {w['metric']} {w['value']:.3g}", va="center", fontsize=7)
+        ax.text(
+            w["ratio"],
+            i,
+            f" {w['metric']} {change}{w['value']:+.3g}" if change else f" {w['metric']} {w['value']:.3g}",
+            va="center",
+            fontsize=7,
+        )
     ax.set_xlabel("worst metric ÷ its alert level (dashed: alert)", fontsize=8)
     ax.set_xlim(0, max([1.2, *[r * 1.3 for r in ratios]]))
     _style(ax)
@@ -154,6 +160,24 @@ def reasons_plot(reasons: list[dict[str, Any]]) -> str:
     ax.set_xlabel("quarantined keys", fontsize=8)
     _style(ax)
     return _svg(fig, "top quarantine reasons")
+
+
+def drivers_plot(rows: list[dict[str, Any]]) -> str:
+    """Each feature's share of the day's mean |contribution| beside its share on the training holdout."""
+    import numpy as np
+
+    rows = rows[:15]
+    fig = _figure(6.5, 0.32 * len(rows) + 0.9)
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    ax.barh(y - 0.2, [r["day_share"] for r in rows], height=0.4, color="#1565c0", label="this day")
+    ax.barh(y + 0.2, [r["reference_share"] or 0.0 for r in rows], height=0.4, color="#9e9e9e", label="training holdout")
+    ax.set_yticks(y, [_cut(r["feature"], 40) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("share of mean |contribution|", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    _style(ax)
+    return _svg(fig, "what drives the scores")
 
 
 def _cut(text: str, width: int) -> str:
@@ -184,6 +208,7 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
 
     from pipeline import runs
     from pipeline.report_kinds import SCORE_TEXT, class_share_plot, model_facts
+    from pipeline.shadow import report_rows as shadow_rows
 
     with eng.connect() as conn:
         metrics = [dict(r._mapping) for r in conn.execute(db.query("list_run_drift_metrics"), {"r": state.run_id})]
@@ -201,6 +226,7 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
         links["Data Docs"] = store.link(store.key(state.data_docs_uri))
     links["Run manifest"] = store.link(manifest_key)
     c = state.counts
+    drivers = _drivers(store, state)
     context = {
         "title": f"{state.job} {state.ds}",
         "state": state,
@@ -226,9 +252,30 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
         "reasons": reasons,
         "reasons_svg": reasons_plot(reasons) if reasons else "",
         "links": links,
+        "shadows": shadow_rows(eng, spec, state),  # each shadow model's status and how it compares on the day
+        "drivers": drivers,
+        "drivers_svg": drivers_plot(drivers) if drivers else "",
+        "explained_rows": (state.explain or {}).get("rows", 0),
+        "explain_method": (state.explain or {}).get("method"),
         "written_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return _render("run_report.html.j2", context)
+
+
+def _drivers(store: Any, state: Any) -> list[dict[str, Any]]:
+    """An explained day's mean |contribution| per feature beside the model's training reference."""
+    from pipeline.explain import shift
+    from pipeline.storage import model_prefix
+
+    if not getattr(state, "explain", None):
+        return []
+    ref = None
+    try:
+        manifest = json.loads(store.get_bytes(f"{model_prefix(state.model_name, state.model_version)}/manifest.json"))
+        ref = (manifest.get("reference") or {}).get("contributions")
+    except Exception:  # a model without a manifest: the day's figures alone
+        ref = None
+    return shift(state.explain, ref)
 
 
 # ---- a job over time -------------------------------------------------------------------------------
@@ -237,12 +284,15 @@ def run_report(eng: Any, store: Any, spec: JobSpec, state: Any, manifest_key: st
 def job_report(settings: Settings, spec: JobSpec, first: date, last: date, path: Path) -> dict[str, Any]:
     """Write the HTML report of ``spec``'s days ``first``..``last`` to ``path``; return a small summary."""
     from pipeline.evaluate import history
+    from pipeline.report_estimate import section as estimate_section
     from pipeline.report_kinds import performance
 
     eng = db.ready_engine(settings)
     with eng.connect() as conn:
         runs = [dict(r._mapping) for r in conn.execute(db.query("job_report_runs"), {"job": spec.name, "first": first, "last": last})]
-        drift_rows = [dict(r._mapping) for r in conn.execute(db.query("job_report_drift"), {"job": spec.name, "first": first, "last": last})]
+        drift_rows = [
+            dict(r._mapping) for r in conn.execute(db.query("job_report_drift"), {"job": spec.name, "first": first, "last": last})
+        ]
     evaluations = history(eng, spec.name, first, last)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     published = [r for r in runs if r["published_at"] is not None]
@@ -260,6 +310,7 @@ def job_report(settings: Settings, spec: JobSpec, first: date, last: date, path:
         "durations_svg": durations_plot(published, (first, last)) if published else "",
         "drift_svg": drift_heatmap(drift_rows, spec) if drift_rows else "",
         "perf": performance(evaluations, spec.model.kind, (first, last)),
+        "estimate": estimate_section(eng, spec, first, last, evaluations),  # before labels, and its error since
         "written_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,8 @@ class Scored:
     rows: int
     score_mean: float
     drift_counts: dict[str, Any] | None = None  # the scored rows in the drift reference's bins (pipeline.drift)
+    reasons_uri: str | None = None  # explain: the rows' top reasons (pipeline.explain), beside the predictions
+    explain: dict[str, Any] | None = None  # explain: the shard's summed |contribution| per feature
 
 
 def score_batch(
@@ -68,10 +70,17 @@ def _repeat(value: Any, n: int, type_: pa.DataType) -> pa.Array:
 
 
 def predictions_batch(
-    batch: pa.RecordBatch, out: kinds.Outputs, spec: JobSpec, ds: date, mv: ModelVersion, run_id: str, scored_at: datetime
+    batch: pa.RecordBatch,
+    out: kinds.Outputs,
+    spec: JobSpec,
+    ds: date,
+    mv: ModelVersion,
+    run_id: str,
+    scored_at: datetime,
+    ids: pa.Array | None = None,
 ) -> pa.RecordBatch:
     n = batch.num_rows
-    ids = entity_ids(batch, spec.key_columns)
+    ids = entity_ids(batch, spec.key_columns) if ids is None else ids
     return pa.record_batch(
         [
             _repeat(spec.name, n, pa.string()),
@@ -117,8 +126,12 @@ def score(
 ) -> Scored:
     """Score every row of ``features_path`` except ``drop_keys`` (quarantined) into the local file ``out``
     (``Scored.uri`` is its path until the caller stores it). With the model's feature ``reference``, the
-    scored rows are also counted into its bins for the day's drift."""
+    scored rows are also counted into its bins for the day's drift. A job that explains also writes each
+    row's top reasons to ``reasons.parquet`` beside ``out`` (:mod:`pipeline.explain`)."""
+    from contextlib import ExitStack
+
     from pipeline.drift import DriftCounter
+    from pipeline.explain import REASONS_SCHEMA, Explainer
 
     counter = DriftCounter(reference) if reference else None
     scored_at = datetime.now(UTC)
@@ -129,17 +142,35 @@ def score(
     buffer = np.empty((batch_rows, len(spec.features)), dtype=np.float32)  # the model's input, reused batch after batch
     info = kinds.model_info(booster)
     coding = value_sets(kinds.coding(spec, info))
-    with pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings) as writer:
+    explainer = Explainer(spec, info, threads) if spec.explain else None
+    reasons_out = out.with_name("reasons.parquet")
+    with ExitStack() as files:
+        writer = files.enter_context(pq.ParquetWriter(out, PREDICTION_SCHEMA, compression="lz4", use_dictionary=strings))
+        why = (
+            files.enter_context(pq.ParquetWriter(reasons_out, REASONS_SCHEMA, compression="lz4", use_dictionary=["job", "run_id"]))
+            if explainer
+            else None
+        )
+        booster.set_param({"nthread": threads})
         for batch in _batches(features_path, batch_rows, drop_keys, spec.key_columns):
             if batch.num_rows == 0:
                 continue
-            raw = score_batch(booster, batch, spec, threads, buffer, info, coding)
+            x = to_matrix(batch, spec, buffer, coding)
+            raw = kinds.raw_predict(booster, x, info)
             result = kinds.outputs(raw, spec, info)
             if counter is not None:
                 counter.add(batch)
-            writer.write_batch(predictions_batch(batch, result, spec, ds, mv, run_id, scored_at))
+            ids = entity_ids(batch, spec.key_columns)
+            writer.write_batch(predictions_batch(batch, result, spec, ds, mv, run_id, scored_at, ids))
+            if explainer is not None and why is not None:
+                why.write_batch(explainer.batch(booster, x, batch, raw, ids, ds, run_id))
             rows += batch.num_rows
             total += float(result.score.sum())
     return Scored(
-        uri=str(out), rows=rows, score_mean=(total / rows) if rows else float("nan"), drift_counts=counter.to_json() if counter else None
+        uri=str(out),
+        rows=rows,
+        score_mean=(total / rows) if rows else float("nan"),
+        drift_counts=counter.to_json() if counter else None,
+        reasons_uri=str(reasons_out) if explainer else None,
+        explain=explainer.summary() if explainer else None,
     )

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import db, kinds, registry
-from pipeline.assess import assess, labels, manifest, score_reference
+from pipeline.assess import assess, contribution_reference, labels, manifest, score_reference
 from pipeline.config import Settings
 from pipeline.drift import feature_reference
 from pipeline.errors import ModelError, NightscoreError
@@ -170,7 +170,11 @@ def train_model(
         info,
         metrics=metrics,
         window=window,
-        reference={**score_reference(spec, held), "features": feature_reference(spec, train_t)},
+        reference={
+            **score_reference(spec, held),
+            "features": feature_reference(spec, train_t),
+            "contributions": contribution_reference(spec, booster, hold_t, info, settings.threads),
+        },
         origin={"how": "trained", "job": spec.name},
         params=params,
         num_boost_round=t.num_boost_round,

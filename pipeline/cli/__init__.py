@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import common, jobs, ledger, models, monitoring, scoring, setup
+from pipeline.cli import common, jobs, ledger, models, monitoring, reasons, scoring, setup, shadow
 
 app = typer.Typer(
     help="nightscore: extract, validate, score and publish one day of predictions at a time.",
@@ -31,7 +31,10 @@ app.command()(scoring.score)
 app.command()(scoring.backfill)
 app.command()(ledger.runs)
 app.command()(monitoring.evaluate)
+app.command()(monitoring.estimate)
 app.command()(monitoring.report)
+app.command()(reasons.explain)
+app.command()(shadow.compare)
 app.command()(monitoring.metrics)
 app.command()(jobs.jobs)
 app.command()(setup.quickstart)
@@ -40,6 +43,7 @@ model_app.command("register")(models.model_register)
 model_app.command("list")(models.model_list)
 model_app.command("promote")(models.model_promote)
 model_app.command("rollback")(models.model_rollback)
+model_app.command("history")(shadow.model_history)
 
 
 def main() -> None:  # pragma: no cover

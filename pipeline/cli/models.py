@@ -163,12 +163,34 @@ def model_list(
 
 
 @friendly
-def model_promote(name: str, version: int, alias: str = typer.Option("champion"), reason: str = typer.Option("manual promotion")) -> None:
+def model_promote(
+    name: str,
+    version: int,
+    alias: str = typer.Option("champion"),
+    reason: str = typer.Option("manual promotion"),
+    evidence: str | None = typer.Option(
+        None, "--evidence", help="compare: cite VERSION's shadow comparison with the published champion (kept in the alias history)"
+    ),
+    job: str | None = typer.Option(None, help="--evidence compare: the job it shadowed; default: the one job scored by NAME"),
+    days: int = typer.Option(7, min=1, max=3660, help="--evidence compare: days in the comparison's window"),
+) -> None:
     """Point ALIAS (default champion) at VERSION; takes effect for the next run."""
     from pipeline import registry
 
     s = settings()
-    prev = registry.set_alias(ready(s), name, alias, version, reason=reason)
+    eng = ready(s)
+    cited = None
+    if evidence is not None:
+        if evidence != "compare":
+            raise UsageError(f"--evidence {evidence!r} is not known", where="--evidence", fix="--evidence compare")
+        from pipeline.cli.shadow import evidence_text
+        from pipeline.compare import promotion_evidence
+
+        registry.get_version(eng, name, version)  # an unknown version is named before any comparison
+        with out.status(f"comparing {name} v{version} with the published champion…"):
+            cited = promotion_evidence(s, name, version, job=job, days=days)
+        out.print(Text(f"evidence: {evidence_text(cited)}"))
+    prev = registry.set_alias(eng, name, alias, version, reason=reason, evidence=cited)
     out.print(f"{name}@{alias}: v{prev} → v{version}" if prev else f"{name}@{alias}: v{version}")
     _export_jobs_of(s, name)
 

@@ -1,4 +1,4 @@
-"""Monitoring: ``evaluate``, ``report`` and ``metrics`` (the day windows are in :mod:`pipeline.lookback`)."""
+"""Monitoring: ``evaluate``, ``estimate``, ``report`` and ``metrics`` (the day windows are in :mod:`pipeline.lookback`)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,43 @@ def evaluate(
         elif e.kind == "regression" and (e.metrics.get("residuals") or {}).get("mean") is not None:
             r = e.metrics["residuals"]
             out.print(f"  residuals (actual - predicted): mean {r['mean']:.4f}, standard deviation {r['sd']:.4f}")
+
+
+@friendly
+def estimate(
+    job: str = typer.Option(..., help="job name (a binary model with an evaluation block)"),
+    ds: str | None = typer.Option(None, help="the published day to estimate (YYYY-MM-DD)"),
+    start: str | None = typer.Option(None, help="the first day of a range (with --end): every published day in it"),
+    end: str | None = typer.Option(None, help="the last day of the range"),
+    as_json: bool = typer.Option(False, "--json", help="print the estimates as JSON"),
+) -> None:
+    """Estimate published days' AUC, precision, recall and confusion counts from their scores alone, before the
+    outcomes arrive (recorded in performance_estimates; each run does it for the day it publishes). Trusted as
+    far as the model is calibrated on its holdout; reconciled with the realized values once a day is evaluated."""
+    from pipeline.errors import UsageError
+    from pipeline.estimate import estimate_published
+    from pipeline.jobs import load_job
+
+    if ds is not None and start is None and end is None:
+        first = last = parse_ds(ds, "--ds")
+    elif ds is None and start is not None and end is not None:
+        first, last = parse_ds(start, "--start"), parse_ds(end, "--end")
+    else:
+        raise UsageError("give one day or one range of days", where="--ds, --start, --end", fix="give --ds D, or --start D and --end D")
+    if last < first:
+        raise UsageError(f"--end {last} is before --start {first}", where="--end", fix="give an --end on or after --start")
+    s = settings()
+    spec = load_job(s.jobs_dir, job)
+    ready(s)
+    with out.status(f"estimating {job}…"):
+        found = estimate_published(s, spec, first, last)
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    if not found:
+        out.print(f"{job}: no day from {first} to {last} is published")
+    for e in found:
+        out.print(Text(e.line(), style=_LEVEL_STYLES.get(e.level, "")))
 
 
 def _confusion(metrics: dict) -> Table:

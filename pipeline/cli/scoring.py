@@ -17,8 +17,10 @@ from pipeline.jobs import parse_ds
 
 if TYPE_CHECKING:
     from pipeline.backfill import DayResult
+    from pipeline.run import RunState
 
 _WORKERS_HELP = "worker processes for the shards; default: one per core"
+_SHADOW_HELP = "a shadow model (alias or version; repeatable) scoring the same rows into shadow_predictions; default: model.shadow"
 
 
 @friendly
@@ -31,11 +33,13 @@ def score(
         None, "--shards", help="split the day into N shards (or auto: one per core); default: the job spec's"
     ),
     workers: int | None = typer.Option(None, "--workers", min=1, envvar="NIGHTSCORE_WORKERS", help=_WORKERS_HELP),
+    shadow: list[str] | None = typer.Option(None, "--shadow", help=_SHADOW_HELP),
 ) -> None:
     """Score one (job, day) partition and publish it atomically (safe to rerun)."""
     from pipeline.jobs import load_job
     from pipeline.run import score_partition
     from pipeline.schedule import default_day
+    from pipeline.shadow import parse_refs
 
     s = settings()
     spec = load_job(s.jobs_dir, job)
@@ -49,8 +53,26 @@ def score(
         )
     n = _shard_count(shards)
     with _busy(f"scoring {job} {day}…", s, job, n):
-        state = score_partition(s, job, day, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers)
+        state = score_partition(
+            s, job, day, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers, shadow=parse_refs(shadow)
+        )
     print_run(state)
+    print_shadows(s, state)
+
+
+def print_shadows(s: Settings, state: RunState) -> None:
+    """One line per shadow model of the run: its version, status and rows (why, when it failed)."""
+    if state.dry_run:
+        return
+    from pipeline import db
+    from pipeline.shadow import ledger
+
+    for r in ledger(db.engine(s), state.run_id):
+        which = f"{r['model_name']} v{r['model_version']}" if r["model_version"] else f"{r['model_name']} {r['requested']!r}"
+        if r["status"] == "scored":
+            out.print(f"  shadow {which}: {r['rows']:,} rows in shadow_predictions ({r['seconds'] or 0:.2f} s)")
+        else:
+            err.print(Text(f"  shadow {which}: {r['status']}: {r['error'] or r['note']}", style="yellow"), soft_wrap=True)
 
 
 def _shard_count(value: str | None) -> int | None:
@@ -92,6 +114,7 @@ def backfill(
     dry_run: bool = typer.Option(False, "--dry-run"),
     shards: str | None = typer.Option(None, "--shards", help="split each day into N shards (or auto); default: the job spec's"),
     workers: int | None = typer.Option(None, "--workers", min=1, envvar="NIGHTSCORE_WORKERS", help=_WORKERS_HELP),
+    shadow: list[str] | None = typer.Option(None, "--shadow", help=_SHADOW_HELP),
 ) -> None:
     """Score every day from --start to --end, one run per day; failed days are listed and the exit code is 1.
 
@@ -100,11 +123,14 @@ def backfill(
     from rich.progress import Progress
 
     from pipeline import backfill as bf
+    from pipeline.shadow import parse_refs
 
     s = settings()
     n = _shard_count(shards)
     first, last = parse_ds(start, "--start"), parse_ds(end, "--end")
-    plan = bf.plan(s, job, first, last, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers)
+    plan = bf.plan(
+        s, job, first, last, model_version=model_version, dry_run=dry_run, shard_count=n, workers=workers, shadow=parse_refs(shadow)
+    )
     out.print(
         f"backfill {job}: {len(plan.days)} day(s) {first}..{last} with {plan.model.name} v{plan.model.version}"
         + (" (pinned)" if model_version else f" ({plan.spec.model.alias}, resolved at each day's start)")

@@ -100,6 +100,9 @@ def quickstart(
             out.print(f"[bold]report[/]   {qs.report_link(state)}")
         for i, query in enumerate(qs.first_queries(spec)):
             out.print("[bold]try[/]      " if i == 0 else "         ", Text(query), sep="")
+        why = qs.explain_command(spec)
+        if why:
+            out.print("[bold]why[/]      ", Text(why), sep="")
         timings.append(f"{spec.name} {time.perf_counter() - step:.0f} s")
     out.print()
     out.print("[bold]psql[/]     ", Text(qs.psql_command()), sep="")

@@ -103,6 +103,7 @@ class Source(_Strict):
 
 
 Kind = Literal["binary", "multiclass", "regression"]
+MAX_SHADOWS = 5  # each shadow model scores the whole day again
 
 
 class ModelRef(_Strict):
@@ -111,6 +112,39 @@ class ModelRef(_Strict):
     # what the model predicts: the probability of one outcome (binary), one of several classes (multiclass)
     # or a number (regression); see docs/model-kinds.md
     kind: Kind = "binary"
+    # challengers (aliases or version numbers of the same model) scoring the same batches into
+    # shadow_predictions, never into predictions (docs/storage-and-registry.md: shadow scoring)
+    shadow: list[int | str] = Field(default_factory=list, max_length=MAX_SHADOWS)
+
+    @field_validator("shadow")
+    @classmethod
+    def _shadow(cls, refs: list[int | str]) -> list[int | str]:
+        out = [shadow_ref(r) for r in refs]
+        if len(set(out)) != len(out):
+            raise ValueError(f"model.shadow names a model twice: {refs}")
+        return out
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> ModelRef:
+        if self.alias in self.shadow:
+            raise ValueError(f"model.shadow names {self.alias!r}, the job's own alias: the model it scores with cannot shadow itself")
+        return self
+
+
+def shadow_ref(ref: int | str) -> int | str:
+    """A shadow model as the spec or ``--shadow`` names it: a version number (``3``, ``"3"``, ``"v3"``) or an alias."""
+    if isinstance(ref, bool):
+        raise ValueError(f"shadow model {ref!r} is neither a version number nor an alias")
+    if isinstance(ref, int):
+        if ref < 1:
+            raise ValueError(f"shadow model version {ref} is not a version (1 or more)")
+        return ref
+    text = str(ref).strip()
+    if re.fullmatch(r"v?[0-9]+", text):
+        return shadow_ref(int(text.lstrip("v")))
+    if not re.fullmatch(NAME_RE, text):
+        raise ValueError(f"shadow model {ref!r} is neither a version number nor an alias name")
+    return text
 
 
 class Band(_Strict):
@@ -249,6 +283,19 @@ class Drift(_Strict):
         return data
 
 
+class Estimate(_Strict):
+    """Performance estimated before labels (binary models, docs/delayed-labels.md): the expected AUC, precision
+    and recall of each published day from its scores alone, trusted only as far as the model is calibrated."""
+
+    # the model's holdout calibration error (mean |score - outcome rate| over score deciles) above this: the
+    # estimates are marked unreliable and the job report warns
+    calibration_warn: float = Field(default=0.05, ge=0, le=1)
+    # the holdout's AUC estimated from its own scores minus its realized AUC, beyond this either way: unreliable
+    # (scores sharper than the outcomes, as an over-fit model's, pass the decile calibration and fail this)
+    auc_gap_warn: float = Field(default=0.02, ge=0, le=1)
+    use_calibration_map: bool = False  # the scores go through the holdout's monotone calibration map first
+
+
 class Evaluation(_Strict):
     """Performance once the outcomes arrive: ``nightscore evaluate`` joins a published day's predictions with
     what the outcome query returns for that day, and compares AUC, log loss and calibration with the model's
@@ -269,6 +316,7 @@ class Evaluation(_Strict):
     accuracy_drop: Level = Level(warn=0.03, alert=0.06)  # multiclass: the holdout accuracy minus the day's
     rmse_rise: Level = Level(warn=0.1, alert=0.25)  # regression: the day's RMSE over the holdout's, minus 1 (0.1: 10% worse)
     coverage_drop: Level = Level(warn=0.05, alert=0.1)  # quantile models: the holdout interval coverage minus the day's
+    estimate: Estimate = Estimate()  # binary: each published day's performance estimated from its scores
 
     @field_validator("schedule")
     @classmethod
@@ -276,7 +324,7 @@ class Evaluation(_Strict):
         return check_cron(v)
 
 
-AlertKind = Literal["failed", "late", "quarantine", "drift", "performance", "training"]
+AlertKind = Literal["failed", "late", "quarantine", "drift", "performance", "training", "performance_estimated"]
 AlertLevel = Literal["info", "warn", "alert"]
 _DURATION_RE = r"^(0|\d+[smhd])$"
 
@@ -308,7 +356,7 @@ class Alerts(_Strict):
     quarantine_share: float | None = Field(default=None, ge=0, le=1)  # a published day with more of its rows quarantined
     # "HH:MM": a scheduled day not published by this time of the next day (the job's timezone) sends one message
     deadline: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    # per kind of alert (failed, late, quarantine, drift, performance, training): min_level, cooldown,
+    # per kind of alert (failed, late, quarantine, drift, performance, performance_estimated, training): min_level, cooldown,
     # consecutive_days; a kind not listed: level alert and above, every time (the same day's alert only once)
     rules: dict[AlertKind, AlertRule] = Field(default_factory=dict)
 
@@ -343,6 +391,23 @@ class Alerts(_Strict):
         return bool(self.webhook or self.webhook_env or self.email)
 
 
+class Explain(_Strict):
+    """Each published row's top reasons: the features that moved its score most, by XGBoost's own contributions
+    (margin units: log-odds for classifiers), in ``prediction_reasons`` (docs/explanations.md)."""
+
+    top: int = Field(default=3, ge=1, le=20)  # reasons per row, largest |contribution| first
+    # approx: XGBoost's approx_contribs (Saabas: about 3x a predict); exact: tree SHAP (pred_contribs, 100x and more)
+    method: Literal["approx", "exact"] = "approx"
+    max_rows: int | Literal["all"] = "all"  # explain only the day's N highest-scoring rows
+
+    @field_validator("max_rows")
+    @classmethod
+    def _max_rows(cls, v: int | str) -> int | str:
+        if v != "all" and int(v) < 1:
+            raise ValueError("explain.max_rows is a number of rows (1 or more), or all")
+        return v
+
+
 class JobSpec(_Strict):
     name: str = Field(pattern=NAME_RE)
     description: str = ""
@@ -364,6 +429,7 @@ class JobSpec(_Strict):
     drift: Drift = Drift()
     evaluation: Evaluation | None = None
     alerts: Alerts = Alerts()
+    explain: Explain | None = None  # each row's top reasons, published with the day
     tags: list[str] = Field(default_factory=list)
 
     # set by the loader, not part of the YAML

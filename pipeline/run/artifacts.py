@@ -41,6 +41,7 @@ def write_manifest(settings: Settings, s: RunState, eng: Any, *, status: str, er
         "source": _source(settings, s.job),
         "features": {"uri": s.features_uri, "sha256": s.features_sha256},
         "model": {"name": s.model_name, "version": s.model_version, "sha256": s.model_sha256, "pinned": s.pinned_version is not None},
+        "shadow_models": s.shadows,  # as resolved when the run began; what became of each: shadow_runs
         "validation_uri": s.validation_uri,
         "data_docs_uri": s.data_docs_uri,
         "predictions_uri": s.predictions_uri,

@@ -19,6 +19,8 @@ from pipeline.metrics import export as export_metrics
 from pipeline.run.artifacts import local_files, record_drift, write_day_reports, write_manifest, write_run_report
 from pipeline.run.frame import StageContext, retrying, run_stage
 from pipeline.run.state import RunState
+from pipeline.shadow import plan as shadow_plan
+from pipeline.shadow import settle as shadow_settle
 from pipeline.storage import open_store, run_prefix
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,12 @@ def begin(
     dry_run: bool = False,
     airflow_run_id: str | None = None,
     shard_count: int | None = None,
+    shadow: list[int | str] | None = None,
 ) -> RunState:
     """Create the run record, resolve the model (failing fast if there is none), plan the shards (the job
     spec's ``shards``, unless ``shard_count`` overrides it) and create the loading table they fill.
-    Dead runs are reaped first."""
+    ``shadow``: the shadow models to score beside it (default: the spec's ``model.shadow``; one that does
+    not resolve is recorded, never an error of the day). Dead runs are reaped first."""
     from pipeline.ledger import ready_engine  # reaps: reap imports publish, which this module imports only when publishing
     from pipeline.publish import create_loading_table, loading_table_name
 
@@ -63,6 +67,10 @@ def begin(
         if not dry_run:
             state.loading_table = loading_table_name(run_id)
             create_loading_table(ctx.eng, state.loading_table, job, ds, spec.model.kind)
+            if spec.explain:
+                from pipeline.publish import create_side_table
+
+                create_side_table(ctx.eng, state.loading_table, "reasons", job, ds)
         runs.update(
             ctx.eng,
             run_id,
@@ -73,6 +81,7 @@ def begin(
             loading_table=state.loading_table,
         )
         runs.plan_shards(ctx.eng, run_id, n)
+        state.shadows = shadow_plan(ctx.eng, spec, state, mv, spec.model.shadow if shadow is None else shadow)
     return state
 
 
@@ -163,8 +172,13 @@ def publish_step(settings: Settings, state: RunState) -> RunState:
             runs.update(ctx.eng, state.run_id, rows_published=0)
             return state
         _reload_if_dropped(settings, ctx, state)
+        shadow_settle(settings, ctx.eng, ctx.store, state)  # a shadow model that failed anywhere: its rows out
         assert state.loading_table
-        pub = publish_loaded(settings, state.job, state.day, state.loading_table, state.run_id, c["loaded"])  # marks the run published
+        explain = ctx.spec.explain
+        max_reasons = explain.max_rows if explain and explain.max_rows != "all" else None
+        pub = publish_loaded(
+            settings, state.job, state.day, state.loading_table, state.run_id, c["loaded"], max_reasons=max_reasons
+        )  # marks the run published
         state.counts["published"] = pub.rows
     _alert_quarantine(settings, state)
     return state
@@ -253,7 +267,7 @@ def _drift_rows(ctx: StageContext, state: RunState) -> list[dict[str, Any]]:
 
 def _reload_if_dropped(settings: Settings, ctx: StageContext, state: RunState) -> None:
     """A publish retried after a failed one finds its loading table gone: load the shards' files again."""
-    from pipeline.publish import STAGING_SCHEMA, create_loading_table, load_shard, loading_table_name
+    from pipeline.publish import STAGING_SCHEMA, create_loading_table, create_side_table, load_shard, load_side, loading_table_name
 
     with ctx.eng.connect() as conn:
         exists = conn.execute(db.query("find_table"), {"t": f'{STAGING_SCHEMA}."{state.loading_table}"'}).scalar()
@@ -261,10 +275,16 @@ def _reload_if_dropped(settings: Settings, ctx: StageContext, state: RunState) -
         return
     state.loading_table = loading_table_name(state.run_id)
     create_loading_table(ctx.eng, state.loading_table, state.job, state.day, ctx.spec.model.kind)
+    if ctx.spec.explain:
+        create_side_table(ctx.eng, state.loading_table, "reasons", state.job, state.day)
     runs.update(ctx.eng, state.run_id, loading_table=state.loading_table)
     for r in runs.shards(ctx.eng, state.run_id):
         with ctx.store.local_path(ctx.store.key(r["predictions_uri"])) as path:
             load_shard(settings, ctx.eng, path, state.loading_table, r["shard"], state.shards, clear=False)
+        reasons_uri = (r.get("resources") or {}).get("reasons_uri")
+        if reasons_uri:
+            with ctx.store.local_path(ctx.store.key(reasons_uri)) as path:
+                load_side(settings, path, state.loading_table, "reasons", r["shard"])
     log.info("run %s: loading table dropped by an earlier try; the %d shards' predictions loaded again", state.run_id, state.shards)
 
 
@@ -279,11 +299,20 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
             published if published is not None else int((runs.get(ctx.eng, state.run_id) or {}).get("rows_published") or 0)
         )
 
+        from pipeline import estimate
+
+        day_scores: dict[str, Any] = {}  # for the estimate before labels, read while the shards' files are at hand
+
         def monitor_and_record() -> None:
+            from pipeline.explain import merge_summaries
+
             parts = runs.shards(ctx.eng, state.run_id)
+            state.explain = merge_summaries([(r.get("resources") or {}).get("explain") for r in parts])
             uris = [r["predictions_uri"] for r in parts]
             with local_files(ctx.store, uris) as paths:
                 state.drift = drift_report(ctx.store, ctx.eng, ctx.spec, state.model_version, paths, [r.get("drift_counts") for r in parts])
+                if estimate.wanted(ctx.spec) and not state.dry_run:
+                    day_scores["scores"] = estimate.read_scores(paths)
             record_drift(ctx, state)
             state.report_uri = write_run_report(ctx, state)
             state.manifest_uri = write_manifest(settings, state, ctx.eng, status="succeeded")
@@ -292,6 +321,7 @@ def finish_step(settings: Settings, state: RunState) -> RunState:
         retrying(monitor_and_record, f"run {state.run_id}: monitor and manifest")
         if not state.dry_run:
             _alert_drift(ctx, state)
+            estimate.after_publish(ctx.eng, ctx.spec, state, day_scores.get("scores"))
             export_metrics(settings, state.job, ctx.eng)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return state

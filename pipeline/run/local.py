@@ -32,13 +32,21 @@ def score_partition(
     airflow_run_id: str | None = None,
     shard_count: int | None = None,
     workers: int | None = None,
+    shadow: list[int | str] | None = None,
 ) -> RunState:
     """Extract, validate, score and publish one (job, ds) partition: its shards in worker processes here,
     then one publish. Idempotent: rerun at will. The Airflow DAG runs the same steps, one task each and
-    the shards as mapped tasks."""
+    the shards as mapped tasks. ``shadow``: shadow models instead of the spec's ``model.shadow``."""
     with _no_full_collections(), interruptible():
         state = begin(
-            settings, job, ds, model_version=model_version, dry_run=dry_run, airflow_run_id=airflow_run_id, shard_count=shard_count
+            settings,
+            job,
+            ds,
+            model_version=model_version,
+            dry_run=dry_run,
+            airflow_run_id=airflow_run_id,
+            shard_count=shard_count,
+            shadow=shadow,
         )
         try:
             state = run_shards(settings, state, workers=workers)

@@ -25,6 +25,7 @@ from pipeline.config import Settings
 from pipeline.jobs import JobSpec, load_job
 from pipeline.run.frame import StageContext, shard_stage, shard_workdir
 from pipeline.run.state import RunState, ShardState, shard_state
+from pipeline.shadow import score_shadows
 from pipeline.storage import stream_parquet
 
 if TYPE_CHECKING:  # the stages' modules are imported by the steps that use them
@@ -57,7 +58,9 @@ def shard_step(settings: Settings, state: RunState, index: int, *, threads: int 
     shard = extract_validate(settings, shard, score_meanwhile=True)
     if shard.predictions_uri is None:
         shard = score_shard(settings, shard)
-    return load_shard(settings, shard)
+    shard = load_shard(settings, shard)
+    score_shadows(settings, state, shard)  # the shadow models on the same rows, after the load: never fails the shard
+    return shard
 
 
 def extract_shard(settings: Settings, shard: ShardState, feed: BatchFeed | None = None) -> ShardState:
@@ -125,6 +128,8 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
     if early is not None:
         if shard.counts.get("quarantined"):  # those rows were scored too: score again without them
             Path(early.uri).unlink(missing_ok=True)
+            if early.reasons_uri:
+                Path(early.reasons_uri).unlink(missing_ok=True)
         else:
             with shard_stage(settings, shard, "score", started=started, cpu_before=early_cpu) as ctx:
                 _record_score(ctx, shard, early)
@@ -277,6 +282,9 @@ def _feature_reference(ctx: StageContext, mv: ModelVersion) -> dict[str, Any] | 
 def _record_score(ctx: StageContext, shard: ShardState, sc: Scored) -> None:
     """Store the scored file as the shard's predictions.parquet and count its rows."""
     shard.predictions_uri = ctx.store.put_file(f"{shard.prefix}/predictions.parquet", Path(sc.uri))
+    if sc.reasons_uri:
+        shard.reasons_uri = ctx.store.put_file(f"{shard.prefix}/reasons.parquet", Path(sc.reasons_uri))
+        shard.explain = sc.explain
     shard.counts["scored"] = sc.rows
     runs.update_shard(
         ctx.eng, shard.run_id, shard.index, rows_scored=sc.rows, predictions_uri=shard.predictions_uri, drift_counts=sc.drift_counts
@@ -315,11 +323,22 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
                     clear=shard.attempt > 1,
                     by_keys=ctx.spec.source.kind == "parquet" and shard.shards > 1,
                 )
+            if shard.reasons_uri:  # the rows' reasons, into the run's side table (cleared with the rows above)
+                from pipeline.publish import load_side
+
+                with ctx.store.local_path(ctx.store.key(shard.reasons_uri)) as path:
+                    load_side(settings, path, shard.loading_table, "reasons", shard.index)
             failpoints.reached("loaded")  # its rows are in, the shard not yet marked loaded
         shard.counts["loaded"] = loaded
         shard.cpu["load"] = round(time.process_time() - load_cpu, 4)
         shard.spans["load"] = [round(load_started, 4), round(time.time(), 4)]  # (shard_stage sets it again, a moment later)
-        resources = {"cpu": shard.cpu, "peak_mb": round(_peak_rss_mb(), 1), "spans": shard.spans}
+        resources = {
+            "cpu": shard.cpu,
+            "peak_mb": round(_peak_rss_mb(), 1),
+            "spans": shard.spans,
+            "explain": shard.explain,
+            "reasons_uri": shard.reasons_uri,
+        }
         runs.update_shard(
             ctx.eng, shard.run_id, shard.index, status="loaded", rows_loaded=loaded, resources=resources, finished_at=datetime.now(UTC)
         )

@@ -27,6 +27,8 @@ class _Part:
     validation_uri: str | None = None
     data_docs_uri: str | None = None
     predictions_uri: str | None = None
+    reasons_uri: str | None = None  # explain: the rows' top reasons (pipeline.explain)
+    explain: dict[str, Any] | None = None  # explain: the shard's or the day's contribution summary
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     # when each stage ran, as Unix times [start, end]: stages overlap (validation runs beside the extract), so
@@ -58,6 +60,9 @@ class RunState(_Part):
     manifest_uri: str | None = None
     report_uri: str | None = None
     drift: dict[str, Any] | None = None
+    # the shadow models each shard scores besides the champion, as resolved when the run began:
+    # [{requested, name, version, sha256}] (pipeline.shadow)
+    shadows: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

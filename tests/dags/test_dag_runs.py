@@ -251,3 +251,19 @@ def test_training_dag_keeps_the_champion_unless_beaten(airflow_settings):
     dr = dag("train_churn").test(logical_date=None, run_conf={"end": (DAY - timedelta(days=3)).isoformat(), "promote": "always"})
     assert str(dr.state) == "success"
     assert registry.aliases(eng, "churn_xgb")[("churn_xgb", "champion")] == 3
+
+
+def test_shadow_parameter_scores_a_challenger_in_every_shard_task(airflow_settings):
+    from pipeline.jobs import load_job
+    from pipeline.shadow import ledger
+    from pipeline.train import train_model
+
+    v2 = train_model(airflow_settings, load_job(airflow_settings.jobs_dir, "churn"), end=DAY - timedelta(days=2), promote="never")
+    dr = dag("score_churn").test(logical_date=_at(DAY), run_conf={"shards": 2, "shadow": str(v2.version)})
+    assert str(dr.state) == "success", _states(dr)
+    [run] = _runs(airflow_settings, dr.run_id)
+    [shadow] = ledger(db.engine(airflow_settings), str(run["run_id"]))
+    assert shadow["status"] == "scored" and shadow["rows"] == 3_000 and sorted(shadow["shards"]) == ["0", "1"]
+    with db.engine(airflow_settings).connect() as conn:
+        rows = conn.execute(sa.text("SELECT count(*) FROM shadow_predictions WHERE job = 'churn' AND ds = :d"), {"d": DAY}).scalar()
+    assert rows == 3_000 and {r.model_version for r in _rows(airflow_settings)} == {1}

@@ -62,7 +62,7 @@ def test_scoring_dag_shape(dagbag):
     assert type(dag.get_task("shard")).__name__.endswith("MappedOperator")  # one task instance per shard
     assert dag.max_active_runs == spec.max_active_runs
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert set(dag.params) == {"ds", "model_version", "shards", "dry_run"}
+    assert set(dag.params) == {"ds", "model_version", "shards", "shadow", "dry_run"}
     for name in dag.params:
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.description, name

@@ -100,7 +100,14 @@ def test_migration_keeps_published_days_and_the_readers_view(old_database, reade
     latest_before = _read(reader, LATEST_QUERY)
     assert len(before) == ROWS * len(DAYS) and len(latest_before) == ROWS
 
-    assert db.migrate(eng) == ["012_model_kinds.sql", "013_sources_and_keys.sql", "014_alert_log.sql"]
+    assert db.migrate(eng) == [
+        "012_model_kinds.sql",
+        "013_sources_and_keys.sql",
+        "014_alert_log.sql",
+        "015_side_tables.sql",
+        "016_shadow.sql",
+        "017_performance_estimates.sql",
+    ]
 
     assert _read(reader, READER_QUERY) == before  # every published row, as it was
     assert _read(reader, LATEST_QUERY) == latest_before

@@ -159,7 +159,7 @@ def test_model_list_shows_where_a_registered_version_came_from(local_settings, t
     assert v2["metrics"]["reference_rows"] == 7 * CUSTOMERS and 0.5 < v2["metrics"]["auc"] <= 1
     assert v2["training_window"]["reference_start"] == str(END - timedelta(days=6)) and v2["training_window"]["reference_end"] == str(END)
     manifest = json.loads(open_store(local_settings).get_bytes("models/churn_xgb/v2/manifest.json"))
-    assert set(manifest["reference"]) == {"score", "features"} and manifest["format"] == "ubj"
+    assert set(manifest["reference"]) == {"score", "features", "contributions"} and manifest["format"] == "ubj"
 
     res = runner.invoke(app, ["model", "list"], env=_env(local_settings, COLUMNS="80"))
     assert res.exit_code == 0, res.output

@@ -91,6 +91,7 @@ def test_manifest_is_written_last_and_shown_by_runs_show(settings, store):
         "validation.json",
         "data_docs/index.html",
         "predictions.parquet",
+        "reasons.parquet",  # churn explains its rows (explain: {top: 3})
         "report.html",
         "manifest.json",
     }

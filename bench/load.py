@@ -1,0 +1,411 @@
+"""nightscore under load (``make load``; not part of ``make test``): several jobs backfilling a month at once
+while applications read all the while, then checks that nothing was lost, doubled or seen half-written.
+
+What it runs, on the embedded PostgreSQL or the one ``NIGHTSCORE_DATABASE_URL`` names (its own database,
+``nightscore_load``), with its own home under ``.nightscore/load``:
+
+* the demo data for the month and the four weeks before it, and the demo jobs' models trained on those weeks;
+* ``--jobs`` jobs (the three demo jobs, one of each model kind, then copies of churn) each backfilling
+  ``--days`` days at once, each job by its own ``nightscore backfill`` process, exactly as a person runs it;
+* ``--readers`` reader sessions in a loop, as the ``nightscore_reader`` role: a random published day's rows
+  counted and checked against the ledger in one snapshot (a day is all of one run's rows or none), and a
+  lookup of one entity in ``predictions_latest``; every query's latency is kept.
+
+It reports days per minute, the readers' latency (p50, p99, max) beside the publish lock timeout, the longest
+lock wait seen in ``pg_stat_activity``, and checks at the end: every day published exactly once, every ledger
+row truthful, no reader ever saw a partial day, and no leak across the month (each backfill process's memory
+after its first days and at its end; the database's connections before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB_NAME = "nightscore_load"
+DEMO = ("churn", "basket_value", "plan_choice")
+
+
+def load_settings_for(home: Path) -> Any:
+    """A fresh database ``nightscore_load`` on the given or the embedded server, and a fresh artifact folder."""
+    import sqlalchemy as sa
+
+    from pipeline import db
+    from pipeline.config import load_settings
+
+    base = load_settings()
+    server = base.database_url or db.start_embedded(base.home)
+    admin = sa.create_engine(sa.make_url(server).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+    admin.dispose()
+    shutil.rmtree(home / "artifacts", ignore_errors=True)
+    return base.with_overrides(
+        database_url=db.ensure_database(server, DB_NAME), artifact_uri=str(home / "artifacts"), jobs_dir=home / "jobs", home=home
+    )
+
+
+def write_jobs(jobs: Path, n: int) -> list[str]:
+    """The demo jobs, then copies of churn (churn_2, churn_3, ...) up to ``n`` jobs."""
+    import yaml
+
+    if jobs.exists():
+        shutil.rmtree(jobs)
+    shutil.copytree(ROOT / "dags" / "jobs", jobs)
+    names = list(DEMO[:n])
+    raw = yaml.safe_load((jobs / "churn.yml").read_text())
+    for i in range(2, n - len(DEMO) + 2):
+        name = f"churn_{i}"
+        (jobs / f"{name}.yml").write_text(yaml.safe_dump({**raw, "name": name}))
+        names.append(name)
+    return names[:n]
+
+
+def env_for(settings: Any) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NIGHTSCORE_HOME": str(settings.home),
+        "NIGHTSCORE_DATABASE_URL": settings.database_url,
+        "NIGHTSCORE_ARTIFACT_URI": settings.artifact_uri,
+        "NIGHTSCORE_JOBS_DIR": str(settings.jobs_dir),
+    }
+
+
+def prepare(settings: Any, jobs: list[str], first: date, last: date, customers: int) -> None:
+    from pipeline import registry
+    from pipeline.demo import load_demo_data
+    from pipeline.jobs import load_job
+    from pipeline.quickstart import initialize
+    from pipeline.train import train_model
+
+    initialize(settings)
+    t0 = time.perf_counter()
+    load_demo_data(settings, first - timedelta(days=28), last, customers)
+    print(f"  demo data {first - timedelta(days=28)}..{last}, {customers:,} customers a day ({time.perf_counter() - t0:.0f} s)", flush=True)
+    from pipeline import db
+
+    eng = db.ready_engine(settings)
+    for name in jobs:
+        spec = load_job(settings.jobs_dir, name)
+        if registry.aliases(eng, spec.model.name).get((spec.model.name, spec.model.alias)):
+            continue
+        res = train_model(settings, spec, end=first - timedelta(days=1), promote="always", allow_immature=True)
+        print(f"  trained {res.model_name} v{res.version} for {name}", flush=True)
+
+
+class Readers:
+    """``count`` reader sessions as nightscore_reader, each in a loop until stopped."""
+
+    def __init__(self, url: str, jobs: list[str], days: list[date], count: int) -> None:
+        self.url, self.jobs, self.days, self.count = url, jobs, days, count
+        self.latencies: list[float] = []
+        self.violations: list[str] = []
+        self.checked_days = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(count)]
+        self._lock = threading.Lock()
+        self.role = "nightscore_reader"
+        self._pending: list[tuple[str, date, str, int]] = []  # (job, day, run, rows) seen, checked against the ledger at the end
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def _loop(self, i: int) -> None:
+        import psycopg2
+
+        rng = random.Random(i)
+        conn = psycopg2.connect(self.url, application_name=f"nightscore-load-reader-{i}")
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        try:
+            try:  # as applications read: the reader role (a login that may not take it reads as itself)
+                with conn.cursor() as cur:
+                    cur.execute("SET ROLE nightscore_reader")
+                conn.commit()
+            except Exception:
+                conn.rollback()
+                self.role = "the login's own"
+            while not self.stop.is_set():
+                job, day = rng.choice(self.jobs), rng.choice(self.days)
+                try:
+                    with conn.cursor() as cur:
+                        t0 = time.perf_counter()
+                        cur.execute(
+                            "SELECT count(*), count(DISTINCT run_id), min(run_id::text) FROM predictions WHERE job = %s AND ds = %s",
+                            (job, day),
+                        )
+                        rows, runs, run_id = cur.fetchone()
+                        took = time.perf_counter() - t0
+                        # (the reader role may not read scoring_runs: each day seen is checked against the
+                        # ledger at the end, by its run id: a day is all of one run's rows or none)
+                        t1 = time.perf_counter()
+                        cur.execute(
+                            "SELECT entity_id FROM predictions_latest WHERE job = %s AND entity_id = %s", (job, str(rng.randint(1, 20_000)))
+                        )
+                        cur.fetchall()
+                        took2 = time.perf_counter() - t1
+                    conn.commit()
+                except Exception as exc:  # a reader's error is a finding, not a crash
+                    conn.rollback()
+                    with self._lock:
+                        self.errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    continue
+                with self._lock:
+                    self.latencies += [took, took2]
+                    if rows:
+                        self.checked_days += 1
+                        if runs != 1:
+                            self.violations.append(f"{job} {day}: rows of {runs} runs at once")
+                        else:
+                            self._pending.append((job, day, run_id, rows))
+        finally:
+            conn.close()
+
+
+def ledger_rows(eng: Any, run_ids: list[str]) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    if not run_ids:
+        return {}
+    with eng.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT run_id::text AS r, rows_published FROM scoring_runs WHERE run_id = ANY(CAST(:ids AS uuid[]))"), {"ids": run_ids}
+        ).all()
+    return {r.r: r.rows_published for r in rows}
+
+
+def watch_locks(url: str, stop: threading.Event, seen: dict[str, Any]) -> None:
+    """The longest wait on a lock in pg_stat_activity, sampled every 50 ms."""
+    import psycopg2
+
+    conn = psycopg2.connect(url, application_name="nightscore-load-watch")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute(
+                    "SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0), "
+                    "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) "
+                    "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                wait, conns = cur.fetchone()
+                if float(wait) > seen["max_lock_wait_s"]:
+                    seen["max_lock_wait_s"] = float(wait)
+                seen["max_connections"] = max(seen["max_connections"], int(conns))
+                time.sleep(0.05)
+    finally:
+        conn.close()
+
+
+def connections(eng: Any) -> int:
+    import sqlalchemy as sa
+
+    with eng.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")).scalar()) - 1
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="nightscore under load (make load)")
+    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--readers", type=int, default=16)
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--home", type=Path, default=ROOT / ".nightscore" / "load")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    import sqlalchemy as sa
+
+    from pipeline import db
+    from pipeline.schedule import default_day
+
+    home = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    settings = load_settings_for(home)
+    jobs = write_jobs(settings.jobs_dir, args.jobs)
+    last = default_day("UTC") - timedelta(days=1)
+    first = last - timedelta(days=args.days - 1)
+    days = [first + timedelta(days=i) for i in range(args.days)]
+    print(f"nightscore load: {len(jobs)} jobs ({', '.join(jobs)}) x {args.days} days ({first}..{last}) at once, "
+          f"{args.readers} readers; {os.cpu_count()} cores; database {db.safe_url(settings.database_url)}", flush=True)  # fmt: skip
+    prepare(settings, jobs, first, last, args.customers)
+    eng = db.engine(settings)
+    conns_before = connections(eng)
+
+    readers = Readers(settings.database_url, jobs, days, args.readers)
+    stop_watch = threading.Event()
+    seen: dict[str, Any] = {"max_lock_wait_s": 0.0, "max_connections": 0}
+    watcher = threading.Thread(target=watch_locks, args=(settings.database_url, stop_watch, seen), daemon=True)
+    watcher.start()
+    readers.start()
+    env = env_for(settings)
+    t0 = time.perf_counter()
+    procs = {
+        job: subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "backfill", "--job", job, "--start", first.isoformat(), "--end", last.isoformat()],
+            env=env,
+            stdout=open(home / f"backfill-{job}.log", "w"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        for job in jobs
+    }
+    rss: dict[str, list[tuple[float, float]]] = {job: [] for job in jobs}
+    while any(p.poll() is None for p in procs.values()):
+        for job, p in procs.items():
+            mb = rss_mb(p.pid) if p.poll() is None else None
+            if mb is not None:
+                rss[job].append((time.perf_counter() - t0, mb))
+        time.sleep(1.0)
+    wall = time.perf_counter() - t0
+    time.sleep(1.0)  # the readers see the finished month for a moment
+    readers.finish()
+    stop_watch.set()
+    watcher.join()
+    codes = {job: p.returncode for job, p in procs.items()}
+
+    # the readers' (job, day, run) sightings against the ledger: each the run's whole day
+    published = ledger_rows(eng, sorted({r for _, _, r, _ in readers._pending}))
+    for job, day, run_id, rows in readers._pending:
+        if published.get(run_id) != rows:
+            readers.violations.append(f"{job} {day}: saw {rows} rows of run {run_id[:8]}, which published {published.get(run_id)}")
+
+    problems: list[str] = [f"backfill of {job} exited {code} (see {home}/backfill-{job}.log)" for job, code in codes.items() if code]
+    with eng.connect() as conn:
+        for job in jobs:
+            parts = conn.execute(
+                sa.text(
+                    "SELECT ds, count(*) AS n, count(DISTINCT run_id) AS runs, min(run_id::text) AS run FROM predictions WHERE job = :j AND ds BETWEEN :a AND :b GROUP BY ds"
+                ),
+                {"j": job, "a": first, "b": last},
+            ).all()
+            ledger = conn.execute(
+                sa.text(
+                    "SELECT ds, status, run_id::text AS run, rows_published, published_at FROM scoring_runs WHERE job = :j AND ds BETWEEN :a AND :b"
+                ),
+                {"j": job, "a": first, "b": last},
+            ).all()
+            by_day = {p.ds: p for p in parts}
+            missing = [d for d in days if d not in by_day]
+            if missing:
+                problems.append(f"{job}: {len(missing)} day(s) not published: {', '.join(map(str, missing[:5]))}")
+            for p in parts:
+                if p.runs != 1:
+                    problems.append(f"{job} {p.ds}: rows of {p.runs} runs")
+            runs_of: dict[date, list[Any]] = {}
+            for r in ledger:
+                runs_of.setdefault(r.ds, []).append(r)
+            for d in days:
+                rs = runs_of.get(d, [])
+                ok = [r for r in rs if r.published_at is not None]
+                if len(ok) != 1:
+                    problems.append(f"{job} {d}: {len(ok)} published runs in the ledger (want 1)")
+                    continue
+                r = ok[0]
+                if r.status != "succeeded":
+                    problems.append(f"{job} {d}: run {r.run[:8]} says {r.status}")
+                if d in by_day and (by_day[d].run != r.run or by_day[d].n != r.rows_published):
+                    problems.append(
+                        f"{job} {d}: predictions hold {by_day[d].n} rows of {by_day[d].run[:8]}; the ledger says {r.rows_published} of {r.run[:8]}"
+                    )
+                if any(x.status == "running" for x in rs):
+                    problems.append(f"{job} {d}: a run still says running")
+    time.sleep(2.0)
+    conns_after = connections(eng)
+    if conns_after > conns_before:
+        problems.append(
+            f"{conns_after - conns_before} more database connection(s) after the month than before ({conns_before} → {conns_after})"
+        )
+    growth = {}
+    for job, samples in rss.items():
+        if len(samples) >= 4:
+            # after its first week (imports, the model and the first days' buffers in place), against its end
+            k = len(samples) // 4
+            early = statistics.median([mb for _, mb in samples[k : k + 3]])
+            late = statistics.median([mb for _, mb in samples[-3:]])
+            growth[job] = {"early_mb": round(early, 1), "late_mb": round(late, 1), "ratio": round(late / early, 3)}
+            if late > early * 1.25 and late - early > 50:
+                problems.append(f"backfill of {job}: memory grew from {early:.0f} MB to {late:.0f} MB over the month")
+    problems += readers.violations[:20]
+    lat = sorted(readers.latencies)
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: float("nan"))
+    report = {
+        "date": date.today().isoformat(),
+        "cores": os.cpu_count(),
+        "jobs": jobs,
+        "days": args.days,
+        "customers": args.customers,
+        "readers": args.readers,
+        "wall_seconds": round(wall, 1),
+        "days_per_minute": round(len(jobs) * args.days / (wall / 60), 2),
+        "reader_queries": len(lat),
+        "reader_days_checked": readers.checked_days,
+        "reader_errors": readers.errors[:10],
+        "reader_latency_ms": {"p50": round(pct(0.50), 2), "p99": round(pct(0.99), 2), "max": round(lat[-1] * 1000, 2) if lat else None},
+        "publish_lock_timeout_ms": settings.publish_lock_timeout_ms,
+        "max_lock_wait_s": round(seen["max_lock_wait_s"], 3),
+        "max_connections": seen["max_connections"],
+        "connections_before_after": [conns_before, conns_after],
+        "backfill_rss": growth,
+        "problems": problems,
+    }
+    r = report
+    print(f"\n{len(jobs)} jobs x {args.days} days in {wall / 60:.1f} min: {r['days_per_minute']:.1f} days/min")
+    print(f"readers: {r['reader_queries']:,} queries, {r['reader_days_checked']:,} published days checked against the ledger; "
+          f"latency p50 {r['reader_latency_ms']['p50']:.1f} ms, p99 {r['reader_latency_ms']['p99']:.1f} ms, max {r['reader_latency_ms']['max']:.1f} ms "
+          f"(publish lock timeout {settings.publish_lock_timeout_ms} ms); errors: {len(readers.errors)}")  # fmt: skip
+    print(f"longest lock wait seen: {r['max_lock_wait_s'] * 1000:.0f} ms; connections {conns_before} before, {conns_after} after, "
+          f"{seen['max_connections']} at most")  # fmt: skip
+    for job, g in growth.items():
+        print(f"  backfill {job}: RSS {g['early_mb']:.0f} MB early, {g['late_mb']:.0f} MB at the end ({g['ratio']:.2f}x)")
+    targets = [
+        (r["reader_latency_ms"]["p99"] < 100, f"readers' p99 {r['reader_latency_ms']['p99']:.1f} ms (target < 100 ms)"),
+        (
+            (r["reader_latency_ms"]["max"] or 0) < settings.publish_lock_timeout_ms,
+            f"readers' max {r['reader_latency_ms']['max']:.1f} ms (target < the publish lock timeout, {settings.publish_lock_timeout_ms} ms)",
+        ),
+        (not problems, "nothing lost, doubled, half-seen or leaked" if not problems else f"{len(problems)} problem(s)"),
+    ]
+    print("targets")
+    for ok, text in targets:
+        print(f"  [{'ok' if ok else 'MISSED'}] {text}")
+    for p in problems[:30]:
+        print(f"  problem: {p}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0 if all(ok for ok, _ in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
