@@ -484,9 +484,11 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
             out["written"] = conn.execute(sa.text("SELECT count(*) FROM bench.baseline_predictions")).scalar()
         engine.dispose()
 
-    elif what == "nightscore" or what.startswith("scale:"):
+    elif what in ("nightscore", "nightscore:staged") or what.startswith("scale:"):
         from pipeline import runs
 
+        if what == "nightscore:staged":  # the shard's stages one after another, as before the streamed shard
+            settings = settings.with_overrides(stream=False)
         workers = int(what.split(":", 1)[1]) if what.startswith("scale:") else 1
         t0 = time.perf_counter()
         # `nightscore` is the job as it is (shards: 1, in this process); `scale:N` is N shards in N workers
@@ -770,6 +772,7 @@ def child(what: str, rows: int, home: Path, state_file: Path) -> dict[str, Any]:
 MEASUREMENTS = [
     ("baseline", "baseline: read_sql → DMatrix predict → to_sql"),
     ("nightscore", "nightscore end to end (score_partition)"),
+    ("nightscore:staged", "nightscore end to end, stages one after another"),
     ("stage:extract", "  stage extract (ADBC → Parquet)"),
     ("stage:validate", "  stage validate (GX suites)"),
     ("stage:score", "  stage score (inplace_predict)"),
@@ -802,7 +805,7 @@ MEASUREMENTS = [
 # times at up to 1,000,000 rows and are reported by their medians; the two sides of each pair alternate
 # (extract, read, extract, read, ...) so that a slow spell of the machine falls on both. The baseline
 # runs once: its own minute averages the spread out. The other rows are shown, not compared; they run once.
-REPEATED = {"baseline", "nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest"}
+REPEATED = {"baseline", "nightscore", "nightscore:staged", "stage:extract", "bare:read", "stage:publish", "bare:ingest"}
 REPEATED |= {f"{side}{kind}" for kind in KIND_JOBS for side in ("kind:", "bare:predict:")}
 REPEATED |= {"score:plain", "explain:approx"}
 REPEATED |= {f"{side}{kind}" for kind in KIND_JOBS for side in ("e2e:", "bare:ingest:")}
@@ -857,7 +860,7 @@ def order(rows: int, baseline: bool = True, only_kinds: bool = False, only_sourc
         return picked
     return (
         ["baseline"] * (k if baseline else 0)
-        + ["nightscore"] * k
+        + ["nightscore", "nightscore:staged"] * k
         + scale
         + ["stage:extract", "bare:read", *(["source:database"] if sources else [])] * k
         + parquet

@@ -64,7 +64,8 @@ class Alert:
         head = ICONS.get(self.kind, "")
         lines = [f"{head} nightscore {self.job} {self.ds or ''} [{self.level}]: {self.summary}".replace("  ", " ").strip()]
         lines += [
-            f"- {c['what']}: {c['value']} ({'above' if c.get('above', True) else 'below'} {c['level']} {c['threshold']})" for c in self.crossed
+            f"- {c['what']}: {c['value']} ({'above' if c.get('above', True) else 'below'} {c['level']} {c['threshold']})"
+            for c in self.crossed
         ]
         if self.detail:
             lines.append(self.detail)

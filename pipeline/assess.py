@@ -61,7 +61,9 @@ def assess(spec: Any, booster: Any, table: pa.Table, y: np.ndarray | None, info:
     return Assessment(raw, out, metrics)
 
 
-def contribution_reference(spec: Any, booster: Any, table: pa.Table, info: kinds.ModelInfo | None = None, threads: int = 0) -> dict[str, Any]:
+def contribution_reference(
+    spec: Any, booster: Any, table: pa.Table, info: kinds.ModelInfo | None = None, threads: int = 0
+) -> dict[str, Any]:
     """What drives the model's scores on these rows: each feature's mean |contribution| (XGBoost's approx
     contributions), which the run report sets each explained day against (:mod:`pipeline.explain`)."""
     from pipeline.explain import reference

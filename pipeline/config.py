@@ -78,6 +78,8 @@ class Settings:
     # rows per GX validation run: GX's fixed cost per run is about a second for a 40-rule suite, so
     # validation takes bigger batches than scoring; memory holds one of them
     validate_batch_rows: int = 250_000
+    # a shard scores and COPYs its rows while they are read (pipeline/run/shard.py); off: one stage after another
+    stream: bool = True
     s3_endpoint_url: str | None = None
     # where a person's browser reaches the S3 server, for presigned links in the Airflow UI (default: the endpoint)
     s3_public_endpoint_url: str | None = None
@@ -178,6 +180,7 @@ def load_settings(env: dict[str, str] | None = None, *, cwd: Path | None = None,
         threads=_int_env(env, "NIGHTSCORE_THREADS", os.cpu_count() or 1),
         batch_rows=_int_env(env, "NIGHTSCORE_BATCH_ROWS", 250_000),
         validate_batch_rows=_int_env(env, "NIGHTSCORE_VALIDATE_BATCH_ROWS", 250_000),
+        stream=(env.get("NIGHTSCORE_STREAM") or "1").strip().lower() not in ("0", "false", "no", "off"),
         s3_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         s3_public_endpoint_url=env.get("NIGHTSCORE_S3_PUBLIC_URL") or None,
         publish_lock_timeout_ms=_int_env(env, "NIGHTSCORE_PUBLISH_LOCK_TIMEOUT_MS", 1_000),

@@ -171,9 +171,7 @@ def export_parquet(settings: Settings, start: date, end: date, customers: int = 
     return written
 
 
-def load_demo_data(
-    settings: Settings, start: date, end: date, customers: int = 20_000, *, parquet: bool = True
-) -> dict[str, int]:
+def load_demo_data(settings: Settings, start: date, end: date, customers: int = 20_000, *, parquet: bool = True) -> dict[str, int]:
     """Make sure ``demo.customer_activity`` holds days ``start``..``end`` (inclusive).
 
     Days already present with the expected row count and every outcome are kept; others are (re)written:

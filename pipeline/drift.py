@@ -137,7 +137,9 @@ class DriftCounter:
     def to_json(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
-            "features": {n: {"bins": c["bins"].tolist(), "nulls": int(c["nulls"]), "outside": int(c["outside"])} for n, c in self.counts.items()},
+            "features": {
+                n: {"bins": c["bins"].tolist(), "nulls": int(c["nulls"]), "outside": int(c["outside"])} for n, c in self.counts.items()
+            },
         }
 
 

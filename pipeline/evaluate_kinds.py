@@ -172,7 +172,11 @@ def comparisons(kind: str, metrics: dict[str, Any], holdout: dict[str, Any]) -> 
     m = {k: _num(metrics, k) for k in ("auc", "logloss", "calibration_error", "accuracy", "rmse", "coverage", "coverage_expected")}
     h = {k: _num(holdout, k) for k in ("auc", "logloss", "accuracy", "rmse", "coverage")}
     if kind == "binary":
-        return {"auc_drop": minus(h["auc"], m["auc"]), "logloss_rise": minus(m["logloss"], h["logloss"]), "calibration_error": m["calibration_error"]}
+        return {
+            "auc_drop": minus(h["auc"], m["auc"]),
+            "logloss_rise": minus(m["logloss"], h["logloss"]),
+            "calibration_error": m["calibration_error"],
+        }
     if kind == "multiclass":
         return {"logloss_rise": minus(m["logloss"], h["logloss"]), "accuracy_drop": minus(h["accuracy"], m["accuracy"])}
     out: dict[str, float | None] = {"rmse_rise": m["rmse"] / h["rmse"] - 1 if m["rmse"] is not None and h["rmse"] else None}
@@ -189,7 +193,8 @@ def grade(spec: Any, metrics: dict[str, Any], holdout: dict[str, Any], rows_labe
 
     e = spec.evaluation
     levels = {
-        k: {"value": None if v is None else _r(v), "level": level(v, getattr(e, k))} for k, v in comparisons(spec.model.kind, metrics, holdout).items()
+        k: {"value": None if v is None else _r(v), "level": level(v, getattr(e, k))}
+        for k, v in comparisons(spec.model.kind, metrics, holdout).items()
     }
     if rows_labelled < e.min_labelled:
         return levels, "insufficient"

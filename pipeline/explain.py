@@ -9,8 +9,8 @@ multiclass model (the chosen class's), the raw value for regression, and for eve
 
 A job spec's ``explain: {top, method, max_rows}`` makes each shard write ``reasons.parquet`` beside its
 predictions: per row the explained class (multiclass), the base value, the top-K reasons as JSON
-``[{"feature", "value", "contribution"}, ...]`` (largest absolute contribution first; ``value`` as the source
-had it) and ``rest`` (every other feature's contributions together, so that the row still adds up). They are
+``[{"feature", "value", "contribution"}, ...]`` (largest absolute contribution first; ``value`` as the model
+saw it: the number, the category's name, null where missing) and ``rest`` (every other feature's contributions together, so that the row still adds up). They are
 COPYed into the run's ``_reasons`` loading table and published with the day, in the same swap, into
 ``prediction_reasons`` (sql/migrations/015). The JSON is built by Arrow's string kernels, not row by row.
 """
@@ -67,8 +67,22 @@ def top_k(contribs: np.ndarray, k: int) -> np.ndarray:
     """Each row's ``k`` feature indexes with the largest absolute contribution, largest first (ties: the
     feature listed first in the contract). ``contribs`` without the base value column."""
     k = min(k, contribs.shape[1])
-    order = np.argsort(-np.abs(contribs), axis=1, kind="stable")
-    return np.ascontiguousarray(order[:, :k])
+    size = np.abs(contribs)
+    if k <= 5:  # a few reasons: the largest, then the next largest, ... (argmax takes the first of equals)
+        rows = np.arange(len(size))
+        out = np.empty((len(size), k), dtype=np.int64)
+        for r in range(k):
+            out[:, r] = size.argmax(axis=1)
+            size[rows, out[:, r]] = -1.0
+        return out
+    if k < contribs.shape[1]:  # the k largest first (a partition), then only those sorted
+        picked = np.argpartition(-size, k - 1, axis=1)[:, :k]
+        picked.sort(axis=1)  # by feature index: the tie-break
+    else:
+        picked = np.broadcast_to(np.arange(k), size.shape).copy()
+    by_size = np.take_along_axis(size, picked, axis=1)
+    order = np.argsort(-by_size, axis=1, kind="stable")
+    return np.ascontiguousarray(np.take_along_axis(picked, order, axis=1))
 
 
 def _json_value(col: pa.Array) -> pa.Array:
@@ -106,8 +120,41 @@ class Explainer:
     _names: pa.Array = field(init=False)
 
     def __post_init__(self) -> None:
+        from pipeline.features import value_sets
+
         self._names = pa.array(self.spec.feature_names, pa.string())
         self.abs_sum = np.zeros(len(self.spec.features), dtype=np.float64)
+        self._categories = value_sets(kinds.coding(self.spec, self.info))
+
+    def _values(self, x: np.ndarray, idx: np.ndarray) -> pa.Array:
+        """Each row's value of its feature ``idx[row]`` as a JSON literal, from the model's input matrix (the
+        values as the model saw them: numbers, a category's code turned back into its name, null where
+        missing). Only the chosen features are formatted: one group of rows per feature."""
+        n = len(idx)
+        rows = np.arange(n)
+        picked = x[rows, idx]
+        order = np.argsort(idx, kind="stable")
+        bounds = np.searchsorted(idx[order], np.arange(len(self.spec.features) + 1))
+        pieces: list[pa.Array] = []
+        for j, f in enumerate(self.spec.features):
+            at = order[bounds[j] : bounds[j + 1]]
+            if not len(at):
+                continue
+            v = picked[at]
+            missing = np.isnan(v)
+            if f.type == "category":
+                codes = pa.array(np.where(missing, 0, v).astype(np.int32), mask=missing)
+                text = _json_value(pc.take(self._categories.get(f.name, pa.array(f.values or [], pa.string())), codes))
+            elif f.type == "bool":
+                text = _json_value(pa.array(v != 0, mask=missing))
+            elif f.type == "int":
+                text = _json_value(pa.array(np.where(missing, 0, v).astype(np.int64), mask=missing))
+            else:
+                text = _json_value(pa.array(v, mask=missing))
+            pieces.append(text)
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = rows
+        return pc.take(pa.concat_arrays(pieces), pa.array(inverse)) if pieces else pa.nulls(0, pa.string())
 
     def batch(
         self, booster: Any, x: np.ndarray, batch: pa.RecordBatch, raw: np.ndarray, ids: pa.Array, ds: date, run_id: str
@@ -122,7 +169,6 @@ class Explainer:
         top = top_k(feats, self.spec.explain.top)
         n = len(base)
         rows = np.arange(n)
-        values = [_json_value(batch.column(f.name)) for f in self.spec.features]
         parts: list[Any] = ["["]
         picked_sum = np.zeros(n, dtype=np.float64)
         for r in range(top.shape[1]):
@@ -134,7 +180,7 @@ class Explainer:
                 '{"feature":"' if r == 0 else ',{"feature":"',
                 pc.take(self._names, index),
                 '","value":',
-                pc.choose(index, *values),
+                self._values(x, idx),
                 ',"contribution":',
                 _number(contrib),
                 "}",

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from pipeline import keys
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError, SourceError
-from pipeline.feed import BatchFeed
+from pipeline.feed import BatchFeed, FanOut
 from pipeline.jobs import JobSpec
 from pipeline.storage import ArtifactStore
 
@@ -44,7 +44,7 @@ def extract(
     *,
     shard: int = 0,
     shards: int = 1,
-    feed: BatchFeed | None = None,
+    feed: BatchFeed | FanOut | None = None,
 ) -> Extracted:
     """Read the job's source for ``ds`` (shard ``shard`` of ``shards``; :mod:`pipeline.sources`) and store
     the rows as ``<prefix>/features.parquet``, one batch in memory at a time.

@@ -74,6 +74,21 @@ class BatchFeed:
                 continue
 
 
+class FanOut:
+    """One producer's schema and batches handed to several feeds (the validator's and the streamed scoring's)."""
+
+    def __init__(self, *feeds: BatchFeed) -> None:
+        self.feeds = feeds
+
+    def open(self, schema: pa.Schema) -> None:
+        for f in self.feeds:
+            f.open(schema)
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        for f in self.feeds:
+            f.put(batch)
+
+
 def rebatched(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     """The same rows in contiguous batches of ``rows`` (the last one shorter)."""
     held: list[pa.RecordBatch] = []

@@ -115,7 +115,9 @@ def build_registry(job: str, facts: dict[str, Any]) -> Any:
             _midnight(pub["ds"])
         )
     if last:
-        status = gauge("nightscore_last_run_status", "1 for the status the job's latest finished run ended in, 0 for the others", ("status",))
+        status = gauge(
+            "nightscore_last_run_status", "1 for the status the job's latest finished run ended in, 0 for the others", ("status",)
+        )
         for s in STATUS:
             status.labels(job, s).set(1 if last["status"] == s else 0)
         gauge("nightscore_last_run_timestamp_seconds", "When the job's latest finished run ended (Unix time)").labels(job).set(
@@ -179,7 +181,9 @@ def _counters(counter: Any, job: str, counts: list[Any], raised: list[Any]) -> N
             totals[k] += int(row[k] or 0)
     for k, doc in (("scored", "scored"), ("quarantined", "quarantined by validation"), ("published", "published")):
         counter(f"nightscore_rows_{k}", f"Rows {doc}, over every finished run of the job").labels(job).inc(totals[k])
-    alerts = counter("nightscore_alerts", "Alerts raised for the job (sent or held back by its alert rules), by kind and level", ("kind", "level"))
+    alerts = counter(
+        "nightscore_alerts", "Alerts raised for the job (sent or held back by its alert rules), by kind and level", ("kind", "level")
+    )
     sent = counter("nightscore_alerts_sent", "Alerts sent to the job's channels, by kind and level", ("kind", "level"))
     for row in raised:
         alerts.labels(job, row["kind"], row["level"]).inc(int(row["n"]))
@@ -196,7 +200,9 @@ def _drift(gauge: Any, job: str, drift: list[Any]) -> None:
         if name is None or d["value"] is None:
             continue
         if name not in by_metric:
-            by_metric[name] = gauge(f"nightscore_drift_{name}", f"The latest drift judgement's {d['metric']}, per feature (or score)", ("feature",))
+            by_metric[name] = gauge(
+                f"nightscore_drift_{name}", f"The latest drift judgement's {d['metric']}, per feature (or score)", ("feature",)
+            )
         by_metric[name].labels(job, d["feature"]).set(d["value"])
     worst = max(LEVELS.get(d["level"], 0) for d in drift)
     gauge("nightscore_drift_level", "The latest drift judgement's worst level: 0 ok, 1 warn, 2 alert").labels(job).set(worst)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +32,8 @@ from sqlalchemy.engine import Engine
 from pipeline import db, failpoints
 from pipeline.config import Settings
 from pipeline.errors import NightscoreError, PublishTimeout
+from pipeline.feed import FeedAborted
+from pipeline.score import PREDICTION_SCHEMA
 from pipeline.storage import stream_parquet
 
 log = logging.getLogger(__name__)
@@ -64,35 +67,38 @@ def _wire(field: pa.Field) -> pa.Field:
     return field
 
 
-def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
-    """Those row groups of a predictions (or reasons) file as COPY BINARY wants them: run_id as 16 bytes (a
-    uuid column), scores or reasons (JSON text) behind jsonb's version byte."""
+WIRE_SCHEMA = pa.schema([_wire(f) for f in PREDICTION_SCHEMA])
+
+
+def _jsonb(col: pa.Array) -> pa.Array:
     import pyarrow.compute as pc
 
+    return pc.binary_join_element_wise(JSONB_VERSION, pc.cast(col, pa.binary()), pa.scalar(b"", pa.binary()))
+
+
+def wire_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A predictions (or reasons) batch as COPY BINARY wants it: run_id as 16 bytes (a uuid column), scores or
+    reasons (JSON text) behind jsonb's version byte."""
+    schema = pa.schema([_wire(f) for f in batch.schema])
+    idx = batch.schema.get_field_index("run_id")
+    js = [batch.schema.get_field_index(name) for name in JSONB_COLUMNS if name in batch.schema.names]
+    run_ids = batch.column(idx).unique().to_pylist()
+    if len(run_ids) == 1:  # one run per file: repeat its 16 bytes
+        raw = np.frombuffer(uuid.UUID(run_ids[0]).bytes, dtype=np.uint8)
+        col = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), batch.num_rows, [None, pa.py_buffer(np.tile(raw, batch.num_rows))])
+    else:
+        col = pa.array([uuid.UUID(r).bytes for r in batch.column(idx).to_pylist()], pa.binary(16))
+    cols = [col if i == idx else c for i, c in enumerate(batch.columns)]
+    for j in js:
+        cols[j] = _jsonb(cols[j])
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _uuid_batches(path: Path, batch_rows: int, row_groups: list[int]) -> pa.RecordBatchReader:
+    """Those row groups of a predictions (or reasons) file as COPY BINARY wants them (:func:`wire_batch`)."""
     pf = stream_parquet(path)
     schema = pa.schema([_wire(f) for f in pf.schema_arrow])
-    idx = pf.schema_arrow.get_field_index("run_id")
-    js = [pf.schema_arrow.get_field_index(name) for name in JSONB_COLUMNS if name in pf.schema_arrow.names]
-
-    def jsonb(col: pa.Array) -> pa.Array:
-        return pc.binary_join_element_wise(JSONB_VERSION, pc.cast(col, pa.binary()), pa.scalar(b"", pa.binary()))
-
-    def gen():
-        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
-            run_ids = batch.column(idx).unique().to_pylist()
-            if len(run_ids) == 1:  # one run per file: repeat its 16 bytes
-                raw = np.frombuffer(uuid.UUID(run_ids[0]).bytes, dtype=np.uint8)
-                col = pa.FixedSizeBinaryArray.from_buffers(
-                    pa.binary(16), batch.num_rows, [None, pa.py_buffer(np.tile(raw, batch.num_rows))]
-                )
-            else:
-                col = pa.array([uuid.UUID(r).bytes for r in batch.column(idx).to_pylist()], pa.binary(16))
-            cols = [col if i == idx else c for i, c in enumerate(batch.columns)]
-            for j in js:
-                cols[j] = jsonb(cols[j])
-            yield pa.RecordBatch.from_arrays(cols, schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, gen())
+    return pa.RecordBatchReader.from_batches(schema, (wire_batch(b) for b in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups)))
 
 
 def load(settings: Settings, path: Path, table: str) -> int:
@@ -117,6 +123,110 @@ def load(settings: Settings, path: Path, table: str) -> int:
         with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="nightscore-load") as pool:
             counts = list(pool.map(one, shares))
     return -1 if any(c < 0 for c in counts) else sum(counts)
+
+
+class LoadStream:
+    """COPY predictions batches into a loading table while they are being scored: ``streams`` ADBC
+    connections, each ingesting (COPY BINARY) from one shared bounded queue, so that memory stays a few
+    batches deep and a slow COPY holds the scoring back (backpressure). Each connection commits when the
+    queue ends; :meth:`abort` (or any error) leaves nothing of this stream committed."""
+
+    def __init__(self, settings: Settings, table: str, streams: int, depth: int = 4) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._failed = threading.Event()
+        self._aborted = threading.Event()
+        self.errors: list[BaseException] = []
+        self.counts: list[int] = []
+        self.rows_put = 0
+        self.started = time.time()
+        self.ended: float | None = None
+        self._threads = [
+            threading.Thread(target=self._run, args=(settings, table), name=f"nightscore-copy-{i}", daemon=True)
+            for i in range(max(1, streams))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, settings: Settings, table: str) -> None:
+        try:
+            with db.adbc_connect(settings) as conn:
+                with conn.cursor() as cur:
+                    reader = pa.RecordBatchReader.from_batches(WIRE_SCHEMA, self._batches())
+                    n = cur.adbc_ingest(table, reader, mode="append", db_schema_name=STAGING_SCHEMA)
+                if self._aborted.is_set():  # never commit a stream that was called off
+                    raise FeedAborted("the stream was aborted")
+                conn.commit()
+            self.counts.append(int(n) if n is not None and n >= 0 else -1)
+        except BaseException as exc:  # noqa: BLE001  (kept, raised by put or close)
+            self.errors.append(exc)
+            self._failed.set()
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        import queue
+
+        while True:
+            if self._aborted.is_set():
+                raise FeedAborted("the stream was aborted")
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield wire_batch(item)
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        """Queue a predictions batch (PREDICTION_SCHEMA); waits while the queue is full; raises if a COPY failed."""
+        import queue
+
+        while True:
+            if self._failed.is_set():
+                raise self.errors[0]
+            try:
+                self._queue.put(batch, timeout=0.05)
+                self.rows_put += batch.num_rows
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> int:
+        """End every COPY, commit each, and return the rows loaded (their sum)."""
+        import queue
+
+        for _ in self._threads:
+            while True:
+                if self._failed.is_set():
+                    break
+                try:
+                    self._queue.put(None, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+        for t in self._threads:
+            t.join()
+        self.ended = time.time()
+        if self.errors:
+            raise self.errors[0]
+        return -1 if any(c < 0 for c in self.counts) else sum(self.counts)
+
+    def abort(self) -> None:
+        """Stop every COPY without committing; never raises."""
+        self._aborted.set()
+        for t in self._threads:
+            t.join(timeout=60)
+        self.ended = time.time()
+
+
+def clear_shard_rows(eng: Engine, name: str, shard: int, shards: int) -> int:
+    """Delete what an earlier attempt of shard ``shard`` loaded into the loading table (and its side tables)."""
+    with eng.begin() as conn:
+        gone = conn.execute(db.query("clear_shard"), {"name": name, "shard": shard, "shards": shards}).scalar()
+    if gone:
+        log.info("shard %d: %d rows of an earlier attempt removed from %s", shard, gone, name)
+    return int(gone or 0)
 
 
 def create_loading_table(eng: Engine, name: str, job: str, ds: date, kind: str = "binary") -> None:
@@ -175,7 +285,9 @@ def load_shard(
     return staged
 
 
-def publish_loaded(settings: Settings, job: str, ds: date, name: str, run_id: str, expected: int, *, max_reasons: int | None = None) -> Published:
+def publish_loaded(
+    settings: Settings, job: str, ds: date, name: str, run_id: str, expected: int, *, max_reasons: int | None = None
+) -> Published:
     """Make the loading table, which every shard has loaded (``expected`` rows, the shards' sum), the published
     (job, ds) partition: add the primary key, and swap it in atomically, marking the run published in the
     same commit. Raises :class:`PublishTimeout` if other sessions hold the day's locks

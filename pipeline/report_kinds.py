@@ -143,7 +143,9 @@ def over_time(rows: list[dict[str, Any]], left: tuple[str, str], right: tuple[st
     ax2.set_ylabel(rlabel, fontsize=8)
     ax2.tick_params(labelsize=8)
     lines = ax.get_lines()[:2] + ax2.get_lines()
-    ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=7, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.legend(
+        lines, [str(line.get_label()) for line in lines], fontsize=7, frameon=False, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0)
+    )
     _date_axis(ax, span)
     _style(ax)
     return _svg(fig, "delayed-label performance per day")

@@ -357,7 +357,8 @@ def _row_groups(dataset: Any, pieces: list[Any], schema: pa.Schema, batch_rows: 
                         continue
                     n = batch.num_rows
                     arrays = [
-                        batch.column(c) if c not in partition else pa.array([partition[c]] * n).cast(schema.field(c).type) for c in schema.names
+                        batch.column(c) if c not in partition else pa.array([partition[c]] * n).cast(schema.field(c).type)
+                        for c in schema.names
                     ]
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 

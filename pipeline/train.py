@@ -159,10 +159,14 @@ def train_model(
         "empty_days": [d.isoformat() for d in empty],
         "labels_matured_until": ready,
     }
-    notes = [
-        f"{len(empty)} day(s) of the window have no rows: {', '.join(d.isoformat() for d in empty[:7])}{' …' if len(empty) > 7 else ''}"
-        f" (the holdout has {window['holdout_days_with_rows']} of its {t.holdout_days} days)"
-    ] if empty else []
+    notes = (
+        [
+            f"{len(empty)} day(s) of the window have no rows: {', '.join(d.isoformat() for d in empty[:7])}{' …' if len(empty) > 7 else ''}"
+            f" (the holdout has {window['holdout_days_with_rows']} of its {t.holdout_days} days)"
+        ]
+        if empty
+        else []
+    )
     for note in notes:
         log.warning("training %s: %s", spec.name, note)
     man = manifest(

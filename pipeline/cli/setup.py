@@ -42,7 +42,9 @@ def demo_data(
     out.print(
         f"demo.customer_activity: days {first}..{last}, {res['days_written']} written, {res['days_kept']} already there, {res['rows']:,} rows"
     )
-    out.print(f"its Parquet export (plan_choice's source): {s.artifact_uri.rstrip('/')}/{PARQUET_PREFIX}/, {res['parquet_days']} day(s) written")
+    out.print(
+        f"its Parquet export (plan_choice's source): {s.artifact_uri.rstrip('/')}/{PARQUET_PREFIX}/, {res['parquet_days']} day(s) written"
+    )
     if res["days_replaced"]:
         out.print(
             f"{res['days_replaced']} day(s) had another number of customers (or were half-written) and were replaced "

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 from pipeline import db, failpoints, registry, runs
 from pipeline.config import Settings
+from pipeline.errors import NightscoreError
+from pipeline.feed import FanOut
 from pipeline.jobs import JobSpec, load_job
 from pipeline.run.frame import StageContext, shard_stage, shard_workdir
 from pipeline.run.state import RunState, ShardState, shard_state
@@ -63,7 +65,7 @@ def shard_step(settings: Settings, state: RunState, index: int, *, threads: int 
     return shard
 
 
-def extract_shard(settings: Settings, shard: ShardState, feed: BatchFeed | None = None) -> ShardState:
+def extract_shard(settings: Settings, shard: ShardState, feed: BatchFeed | FanOut | None = None) -> ShardState:
     from pipeline.extract import extract
 
     with shard_stage(settings, shard, "extract") as ctx:
@@ -103,19 +105,35 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
     feed = BatchFeed()
     spec = load_job(settings.jobs_dir, shard.job)
     early: Scored | None = None
-    if score_meanwhile:  # this thread's one big import, done before the GX thread starts importing GX: two
-        import xgboost  # noqa: F401  # threads importing modules they share can deadlock on Python's import locks
+    stream: _Streamed | None = None
+    streamed: tuple[Scored, int] | None = None
+    if score_meanwhile:  # this thread's big imports, done before the GX thread starts importing GX: two threads
+        import xgboost  # noqa: F401  # importing modules they share can deadlock on Python's import locks
+
+        import pipeline.drift  # noqa: F401
+        import pipeline.explain  # noqa: F401
+        import pipeline.publish  # noqa: F401
+        import pipeline.score  # noqa: F401
     gx_span: list[float] = []  # when the GX thread ran: beside the extract, for the run report's timeline
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightscore-validate") as pool:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="nightscore-shard") as pool:
         validating = pool.submit(_validate_feed, spec, feed, settings.validate_batch_rows, shard.shards == 1, gx_span)
         try:
-            extract_shard(settings, shard, feed)
+            if score_meanwhile and _can_stream(settings, shard, spec):
+                stream = _Streamed(settings, shard, spec, pool)
+            extract_shard(settings, shard, FanOut(feed, stream.feed) if stream else feed)
         except BaseException:
             feed.abort()
+            if stream is not None:
+                stream.abort()
             raise
         feed.close()
         started, c_started = time.perf_counter(), time.process_time()
-        if score_meanwhile:
+        if stream is not None:
+            stream.feed.close()
+            streamed = stream.finish()
+            shard.reload = streamed is None  # a failed stream may have committed some of its rows
+            started = stream.started
+        elif score_meanwhile:
             early = _score_early(settings, shard)
         early_cpu = time.process_time() - c_started  # the model's threads, and the GX thread finishing meanwhile
         with shard_stage(settings, shard, "validate") as ctx:
@@ -125,6 +143,19 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
             _record_validation(ctx, shard, outcome)
     if len(gx_span) == 2:
         shard.spans["validate"] = gx_span
+    if streamed is not None:
+        scored, loaded = streamed
+        if shard.counts.get("quarantined"):  # those rows were scored and COPYed too: again without them
+            Path(scored.uri).unlink(missing_ok=True)
+            if scored.reasons_uri:
+                Path(scored.reasons_uri).unlink(missing_ok=True)
+            shard.reload = True
+        else:
+            with shard_stage(settings, shard, "score", started=started, cpu_before=early_cpu) as ctx:
+                _record_score(ctx, shard, scored)
+            assert stream is not None
+            shard.streamed, shard.counts["loaded"] = True, loaded
+            shard.spans["load"] = [round(stream.loader.started, 4), round(stream.loader.ended or time.time(), 4)]
     if early is not None:
         if shard.counts.get("quarantined"):  # those rows were scored too: score again without them
             Path(early.uri).unlink(missing_ok=True)
@@ -134,6 +165,81 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
             with shard_stage(settings, shard, "score", started=started, cpu_before=early_cpu) as ctx:
                 _record_score(ctx, shard, early)
     return shard
+
+
+def _can_stream(settings: Settings, shard: ShardState, spec: JobSpec) -> bool:
+    """Whether the shard scores and COPYs its rows while they are read (:class:`_Streamed`): not for a dry run
+    (nothing is loaded), nor for a Parquet source in several shards (split by row group, a shard's loaded rows
+    are found again by the keys of its predictions file, which a stream writes only as it goes), nor with
+    ``NIGHTSCORE_STREAM=0``."""
+    return settings.stream and not shard.dry_run and not (spec.source.kind == "parquet" and shard.shards > 1)
+
+
+class _Streamed:
+    """A shard's scoring and loading while its rows are read: the extract hands each batch to a bounded feed;
+    a thread scores it (:class:`pipeline.score.Scorer`) and hands the predictions to a
+    :class:`pipeline.publish.LoadStream`, whose connections COPY them into the run's loading table. The
+    slowest of read, score and COPY sets the pace (the queues hold a few batches each); validation runs on
+    its own thread beside them, and its verdict decides afterwards whether what was streamed stands."""
+
+    def __init__(self, settings: Settings, shard: ShardState, spec: JobSpec, pool: Any) -> None:
+        from pipeline.feed import BatchFeed
+        from pipeline.publish import LoadStream, clear_shard_rows
+
+        self.settings, self.shard, self.spec = settings, shard, spec
+        self.feed = BatchFeed()
+        self.started, self.c_started = time.perf_counter(), time.process_time()
+        ctx = StageContext(settings, shard.job, shard_workdir(settings, shard))
+        if shard.attempt > 1:  # what an earlier attempt of the shard loaded goes first
+            assert shard.loading_table
+            clear_shard_rows(ctx.eng, shard.loading_table, shard.index, shard.shards)
+        assert shard.loading_table
+        self.loader = LoadStream(settings, shard.loading_table, settings.threads)
+        self.scoring = pool.submit(self._score, ctx)
+
+    def _score(self, ctx: StageContext) -> Scored:
+        from pipeline.score import Scorer
+
+        mv, booster = _model(ctx, self.shard.model_version)
+        scorer = Scorer(
+            ctx.spec, self.shard.day, booster, mv, self.shard.run_id, ctx.workdir / "predictions.parquet",
+            threads=ctx.settings.threads, batch_rows=ctx.settings.batch_rows, reference=_feature_reference(ctx, mv),
+            sink=self.loader.put,
+        )  # fmt: skip
+        try:
+            self.feed.schema()
+            for i, batch in enumerate(self.feed):
+                scorer.add(batch)
+                if i == 0:
+                    failpoints.reached("streaming")  # a batch scored and on its way to the loading table
+        except BaseException:
+            self.feed.stop()
+            scorer.discard()
+            raise
+        finally:
+            self.feed.stop()
+        return scorer.close()
+
+    def abort(self) -> None:
+        self.feed.abort()
+        self.loader.abort()
+
+    def finish(self) -> tuple[Scored, int] | None:
+        """The scoring's result and the rows COPYed, or None if either failed (then nothing of it is
+        committed, and the shard scores and loads again as stages of their own)."""
+        try:
+            scored = self.scoring.result()
+        except BaseException as exc:
+            self.loader.abort()
+            log.info("run %s: streamed scoring failed (%s); scoring again as its own stage", self.shard.run_id, exc)
+            return None
+        try:
+            loaded = self.loader.close()
+        except BaseException as exc:
+            log.info("run %s: streamed load failed (%s); loading again as its own stage", self.shard.run_id, exc)
+            Path(scored.uri).unlink(missing_ok=True)
+            return None
+        return scored, (scored.rows if loaded < 0 else loaded)
 
 
 def _score_early(settings: Settings, shard: ShardState) -> Scored | None:
@@ -312,17 +418,27 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
         loaded = 0
         if not shard.dry_run:
             assert shard.loading_table, "the run's loading table is created when it begins"
-            with ctx.store.local_path(ctx.store.key(shard.predictions_uri)) as path:
-                loaded = copy_in(
-                    settings,
-                    ctx.eng,
-                    path,
-                    shard.loading_table,
-                    shard.index,
-                    shard.shards,
-                    clear=shard.attempt > 1,
-                    by_keys=ctx.spec.source.kind == "parquet" and shard.shards > 1,
-                )
+            if shard.streamed:  # COPYed while the rows were read: check the count
+                loaded = shard.counts["loaded"]
+                if loaded != shard.counts["scored"]:
+                    raise NightscoreError(
+                        f"shard {shard.index} loaded {loaded} rows but scored {shard.counts['scored']}",
+                        where=f"nightscore_staging.{shard.loading_table}",
+                        fix="rerun the day; the published data was left as it was",
+                    )
+                load_started = shard.spans["load"][0]
+            else:
+                with ctx.store.local_path(ctx.store.key(shard.predictions_uri)) as path:
+                    loaded = copy_in(
+                        settings,
+                        ctx.eng,
+                        path,
+                        shard.loading_table,
+                        shard.index,
+                        shard.shards,
+                        clear=shard.attempt > 1 or shard.reload,
+                        by_keys=ctx.spec.source.kind == "parquet" and shard.shards > 1,
+                    )
             if shard.reasons_uri:  # the rows' reasons, into the run's side table (cleared with the rows above)
                 from pipeline.publish import load_side
 
@@ -338,6 +454,7 @@ def load_shard(settings: Settings, shard: ShardState) -> ShardState:
             "spans": shard.spans,
             "explain": shard.explain,
             "reasons_uri": shard.reasons_uri,
+            "streamed": shard.streamed,
         }
         runs.update_shard(
             ctx.eng, shard.run_id, shard.index, status="loaded", rows_loaded=loaded, resources=resources, finished_at=datetime.now(UTC)

@@ -73,6 +73,8 @@ class ShardState(_Part):
     shards: int
     attempt: int = 1
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of this process (all its threads) per stage
+    streamed: bool = False  # its rows were scored and COPYed while they were read (pipeline/run/shard.py)
+    reload: bool = False  # the loading table may hold rows of this attempt already: clear them before loading
 
     @property
     def label(self) -> str:

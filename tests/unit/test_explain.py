@@ -134,3 +134,13 @@ def test_the_day_summary_and_the_shift_against_training():
     rows = explain.shift(day, {"mean_abs": {"a": 0.5, "b": 0.5}})
     assert rows[0]["feature"] == "a" and rows[0]["share_change"] == pytest.approx(2 / 3 - 0.5)
     assert explain.merge_summaries([None]) is None
+
+
+@pytest.mark.parametrize("k", [1, 3, 6, 7])
+def test_top_k_takes_the_largest_first_and_breaks_ties_by_contract_order(k):
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(2000, 7)).astype(np.float32)
+    c[:, 3] = c[:, 1]  # equal sizes: the feature listed first wins
+    c[:, 5] = -c[:, 2]
+    want = np.array([sorted(range(7), key=lambda j: (-abs(row[j]), j))[:k] for row in c])
+    assert (explain.top_k(c, k) == want).all()
