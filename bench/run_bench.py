@@ -80,7 +80,8 @@ KIND_TRAIN_ROWS = 50_000
 KIND_ROUNDS = {"multiclass": 40, "regression": 66}
 KIND_DEPTH = 6
 KIND_RECIPE = "r2"  # bump when the kind models' recipe changes: a model of another recipe is trained again
-EXACT_ROWS = 20_000  # exact contributions (tree SHAP) are measured on this many rows and scaled to the day's
+# exact contributions (tree SHAP) are measured on this many rows and scaled to the day's
+EXACT_ROWS = int(os.environ.get("NIGHTSCORE_BENCH_EXACT_ROWS", "20000"))
 KIND_UP_TO = 1_000_000  # the kind lines run at sizes up to this (keeps the default benchmark under its 10 minutes)
 # the sources' lines: the same day's rows read through each kind of source (jobs with JOB's features, model and
 # contract): the JOB's query on PostgreSQL ("database"), and the day exported to Parquet in a local folder

@@ -104,7 +104,8 @@ def _json_value(col: pa.Array) -> pa.Array:
 
 
 def _number(values: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(values.astype(np.float64)), pa.string())
+    """Contributions as JSON numbers: XGBoost's float32, written in the fewest digits that read back to it."""
+    return pc.cast(pa.array(values.astype(np.float32)), pa.string())
 
 
 @dataclass

@@ -109,6 +109,7 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
     streamed: tuple[Scored, int] | None = None
     if score_meanwhile:  # this thread's big imports, done before the GX thread starts importing GX: two threads
         import xgboost  # noqa: F401  # importing modules they share can deadlock on Python's import locks
+        from adbc_driver_postgresql import dbapi  # noqa: F401  (the streamed shard's COPY threads connect at once)
 
         import pipeline.drift  # noqa: F401
         import pipeline.explain  # noqa: F401
@@ -119,7 +120,12 @@ def extract_validate(settings: Settings, shard: ShardState, *, score_meanwhile: 
         validating = pool.submit(_validate_feed, spec, feed, settings.validate_batch_rows, shard.shards == 1, gx_span)
         try:
             if score_meanwhile and _can_stream(settings, shard, spec):
-                stream = _Streamed(settings, shard, spec, pool)
+                try:
+                    stream = _Streamed(settings, shard, spec, pool)
+                except Exception as exc:  # (the database, say): the stages one after another say what is wrong
+                    log.info(
+                        "run %s: not streaming this shard (%s)", shard.run_id, str(exc).strip().splitlines()[0] if str(exc).strip() else exc
+                    )
             extract_shard(settings, shard, FanOut(feed, stream.feed) if stream else feed)
         except BaseException:
             feed.abort()

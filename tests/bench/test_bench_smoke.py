@@ -22,7 +22,13 @@ pytestmark = pytest.mark.integration
 
 def test_bench_smoke(pg_server, tmp_path):
     name = f"ns_bench_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "NIGHTSCORE_DATABASE_URL": pg_server, "NIGHTSCORE_BENCH_DB": name, "NIGHTSCORE_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "NIGHTSCORE_DATABASE_URL": pg_server,
+        "NIGHTSCORE_BENCH_DB": name,
+        "NIGHTSCORE_HOME": str(tmp_path / "home"),
+        "NIGHTSCORE_BENCH_EXACT_ROWS": "1000",  # exact contributions cost 300x a predict: a thousand rows show they run
+    }
     try:
         out = subprocess.run(
             [
@@ -57,6 +63,9 @@ def test_bench_smoke(pg_server, tmp_path):
             "extract from Parquet in S3",
             "bare pyarrow.dataset read, S3",
             "sources at 10,000 rows",
+            "nightscore end to end, stages one after another",
+            "every kind end to end at 10,000 rows",
+            "explanations at 10,000 rows",
         ):
             assert label in out.stdout
         result = json.loads((tmp_path / "r.json").read_text())["results"]["10000"]
@@ -79,12 +88,32 @@ def test_bench_smoke(pg_server, tmp_path):
             "bare:parquet-local",
             "source:parquet-s3",
             "bare:parquet-s3",
+            "nightscore:staged",
+            "e2e:multiclass",
+            "bare:ingest:multiclass",
+            "e2e:regression",
+            "bare:ingest:regression",
+            "score:plain",
+            "explain:approx",
+            "explain:exact",
         }
         assert all(r["written"] == 10_000 and r["seconds"] > 0 and r["peak_mb"] > 0 for r in result.values())
         # what the targets compare ran three times and is reported by its median run
         kinds = ("kind:multiclass", "bare:predict:multiclass", "kind:regression", "bare:predict:regression")
         sources = ("source:database", "source:parquet-local", "bare:parquet-local", "source:parquet-s3", "bare:parquet-s3")
-        for what in ("nightscore", "stage:extract", "bare:read", "stage:publish", "bare:ingest", *kinds, *sources):
+        for what in (
+            "nightscore",
+            "nightscore:staged",
+            "e2e:multiclass",
+            "e2e:regression",
+            "explain:approx",
+            "stage:extract",
+            "bare:read",
+            "stage:publish",
+            "bare:ingest",
+            *kinds,
+            *sources,
+        ):
             runs = result[what]["all_seconds"]
             assert len(runs) == 3 and round(result[what]["seconds"], 4) == sorted(runs)[1], (what, result[what])
         assert len(result["baseline"]["all_seconds"]) == 3  # the ratio's denominator is the baseline's median too
