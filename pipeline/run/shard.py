@@ -206,24 +206,26 @@ class _Streamed:
     def _score(self, ctx: StageContext) -> Scored:
         from pipeline.score import Scorer
 
-        mv, booster = _model(ctx, self.shard.model_version)
-        scorer = Scorer(
-            ctx.spec, self.shard.day, booster, mv, self.shard.run_id, ctx.workdir / "predictions.parquet",
-            threads=ctx.settings.threads, batch_rows=ctx.settings.batch_rows, reference=_feature_reference(ctx, mv),
-            sink=self.loader.put,
-        )  # fmt: skip
-        try:
+        scorer: Scorer | None = None
+        try:  # whatever fails here (the model that does not fit the spec, say) stops the feed: the extract never waits on it
+            mv, booster = _model(ctx, self.shard.model_version)
+            scorer = Scorer(
+                ctx.spec, self.shard.day, booster, mv, self.shard.run_id, ctx.workdir / "predictions.parquet",
+                threads=ctx.settings.threads, batch_rows=ctx.settings.batch_rows, reference=_feature_reference(ctx, mv),
+                sink=self.loader.put,
+            )  # fmt: skip
             self.feed.schema()
             for i, batch in enumerate(self.feed):
                 scorer.add(batch)
                 if i == 0:
                     failpoints.reached("streaming")  # a batch scored and on its way to the loading table
         except BaseException:
-            self.feed.stop()
-            scorer.discard()
+            if scorer is not None:
+                scorer.discard()
             raise
         finally:
             self.feed.stop()
+        assert scorer is not None
         return scorer.close()
 
     def abort(self) -> None:
