@@ -6,15 +6,21 @@ What it runs, on the embedded PostgreSQL or the one ``NIGHTSCORE_DATABASE_URL`` 
 
 * the demo data for the month and the four weeks before it, and the demo jobs' models trained on those weeks;
 * ``--jobs`` jobs (the three demo jobs, one of each model kind, then copies of churn) each backfilling
-  ``--days`` days at once, each job by its own ``nightscore backfill`` process, exactly as a person runs it;
+  ``--days`` days at once: with ``--mode cli`` (the default) each job by its own ``nightscore backfill``
+  process, exactly as a person runs it; with ``--mode airflow`` on the Celery deployment the system test
+  runs (:mod:`tools.airflow_celery`: api-server, scheduler, dag-processor and ``--workers`` Celery workers of
+  ``--concurrency`` tasks each, broker on the same PostgreSQL server), each job's backfill created through
+  Airflow's REST API (``POST /api/v2/backfills``), as the UI's backfill form does; ``--mode both`` runs one
+  then the other, each on a fresh database;
 * ``--readers`` reader sessions in a loop, as the ``nightscore_reader`` role: a random published day's rows
   counted and checked against the ledger in one snapshot (a day is all of one run's rows or none), and a
   lookup of one entity in ``predictions_latest``; every query's latency is kept.
 
 It reports days per minute, the readers' latency (p50, p99, max) beside the publish lock timeout, the longest
 lock wait seen in ``pg_stat_activity``, and checks at the end: every day published exactly once, every ledger
-row truthful, no reader ever saw a partial day, and no leak across the month (each backfill process's memory
-after its first days and at its end; the database's connections before and after).
+row truthful, no reader ever saw a partial day, and no leak across the month (the memory of each backfill
+process, or of each Celery worker's long-lived processes, after the first week and at the end; the
+database's connections before and after). Under Airflow, every backfill run must also end in success.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ DB_NAME = "nightscore_load"
 DEMO = ("churn", "basket_value", "plan_choice")
 
 
-def load_settings_for(home: Path) -> Any:
-    """A fresh database ``nightscore_load`` on the given or the embedded server, and a fresh artifact folder."""
+def load_settings_for(home: Path) -> tuple[Any, str]:
+    """A fresh database ``nightscore_load`` on the given or the embedded server, and a fresh artifact folder;
+    the settings, and the server's URL."""
     import sqlalchemy as sa
 
     from pipeline import db
@@ -54,9 +61,10 @@ def load_settings_for(home: Path) -> Any:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
     admin.dispose()
     shutil.rmtree(home / "artifacts", ignore_errors=True)
-    return base.with_overrides(
+    settings = base.with_overrides(
         database_url=db.ensure_database(server, DB_NAME), artifact_uri=str(home / "artifacts"), jobs_dir=home / "jobs", home=home
     )
+    return settings, server
 
 
 def write_jobs(jobs: Path, n: int) -> list[str]:
@@ -235,40 +243,29 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description="nightscore under load (make load)")
-    ap.add_argument("--jobs", type=int, default=4)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--readers", type=int, default=16)
-    ap.add_argument("--customers", type=int, default=20_000)
-    ap.add_argument("--home", type=Path, default=ROOT / ".nightscore" / "load")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+def group_pss(pgid: int) -> dict[int, float]:
+    """Proportional memory (PSS, MB: pages shared between processes counted once in all) of every process in
+    the process group ``pgid``: a Celery worker and its pool, whose forks share most of their pages."""
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+            if int(fields[2]) != pgid:
+                continue
+            for line in (entry / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out[int(entry.name)] = int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            continue
+    return out
 
-    import sqlalchemy as sa
 
-    from pipeline import db
-    from pipeline.schedule import default_day
-
-    home = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    settings = load_settings_for(home)
-    jobs = write_jobs(settings.jobs_dir, args.jobs)
-    last = default_day("UTC") - timedelta(days=1)
-    first = last - timedelta(days=args.days - 1)
-    days = [first + timedelta(days=i) for i in range(args.days)]
-    print(f"nightscore load: {len(jobs)} jobs ({', '.join(jobs)}) x {args.days} days ({first}..{last}) at once, "
-          f"{args.readers} readers; {os.cpu_count()} cores; database {db.safe_url(settings.database_url)}", flush=True)  # fmt: skip
-    prepare(settings, jobs, first, last, args.customers)
-    eng = db.engine(settings)
-    conns_before = connections(eng)
-
-    readers = Readers(settings.database_url, jobs, days, args.readers)
-    stop_watch = threading.Event()
-    seen: dict[str, Any] = {"max_lock_wait_s": 0.0, "max_connections": 0}
-    watcher = threading.Thread(target=watch_locks, args=(settings.database_url, stop_watch, seen), daemon=True)
-    watcher.start()
-    readers.start()
+def run_cli(settings: Any, jobs: list[str], first: date, last: date, home: Path) -> tuple[float, list[str], dict[str, list[float]]]:
+    """Each job's month by its own ``nightscore backfill`` process, all at once. Returns the wall seconds, the
+    problems (a process that failed) and each process's RSS samples."""
     env = env_for(settings)
     t0 = time.perf_counter()
     procs = {
@@ -281,19 +278,107 @@ def main() -> int:
         )
         for job in jobs
     }
-    rss: dict[str, list[tuple[float, float]]] = {job: [] for job in jobs}
+    rss: dict[str, list[float]] = {f"backfill {job}": [] for job in jobs}
     while any(p.poll() is None for p in procs.values()):
         for job, p in procs.items():
             mb = rss_mb(p.pid) if p.poll() is None else None
             if mb is not None:
-                rss[job].append((time.perf_counter() - t0, mb))
+                rss[f"backfill {job}"].append(mb)
         time.sleep(1.0)
     wall = time.perf_counter() - t0
-    time.sleep(1.0)  # the readers see the finished month for a moment
-    readers.finish()
-    stop_watch.set()
-    watcher.join()
-    codes = {job: p.returncode for job, p in procs.items()}
+    problems = [f"backfill of {job} exited {p.returncode} (see {home}/backfill-{job}.log)" for job, p in procs.items() if p.returncode]
+    return wall, problems, rss
+
+
+def run_airflow(
+    settings: Any, server: str, jobs: list[str], first: date, last: date, home: Path, workers: int, concurrency: int, active: int
+) -> tuple[float, list[str], dict[str, list[float]]]:
+    """Each job's month as an Airflow backfill (REST, as the UI's form), all at once, on the Celery deployment.
+    Returns the wall seconds from the first backfill created to the last run ended, the problems (a run that
+    did not succeed) and, per worker, the RSS of its processes that lived through the whole month."""
+    from tools.airflow_celery import celery_deployment, connection_env, tail
+
+    env = {**connection_env(settings), "NIGHTSCORE_JOBS_DIR": str(settings.jobs_dir)}
+    names = tuple(f"w{i + 1}" for i in range(workers))
+    with celery_deployment(home / "celery", server, env, workers=names, concurrency=concurrency, wait_dags=tuple(f"score_{j}" for j in jobs)) as dep:
+        api = dep.api
+        print(f"  Airflow (CeleryExecutor) up at {api.url}: {workers} workers x {concurrency} tasks; log {dep.log_path}", flush=True)
+        for job in jobs:  # a backfill's runs stay queued on a paused DAG
+            status, body = api.call("PATCH", f"/api/v2/dags/score_{job}", {"is_paused": False})
+            assert status == 200, body
+        t0 = time.perf_counter()
+        for job in jobs:
+            status, body = api.call(
+                "POST",
+                "/api/v2/backfills",
+                {"dag_id": f"score_{job}", "from_date": f"{first}T00:00:00Z", "to_date": f"{last}T00:00:00Z", "max_active_runs": active},
+            )
+            if status != 200:
+                raise SystemExit(f"Airflow refused the backfill of score_{job}: {status} {body}")
+        pgids = {name: proc.pid for name, proc in dep.workers.items()}  # each worker leads its own process group
+        samples: list[dict[str, dict[int, float]]] = []
+        want = len(jobs) * ((last - first).days + 1)
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + 4 * 3600
+        while True:
+            states = {}
+            for job in jobs:
+                status, listing = api.call("GET", f"/api/v2/dags/score_{job}/dagRuns?run_type=backfill&limit=100")
+                assert status == 200, listing
+                states.update({f"{job} {r['logical_date'][:10]}": r["state"] for r in listing["dag_runs"]})
+            samples.append({name: group_pss(pgid) for name, pgid in pgids.items()})
+            if len(states) == want and all(v in ("success", "failed") for v in states.values()):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the backfills did not end in 4 hours: {sorted(set(states.values()))}\n{tail(dep.log_path)}")
+            time.sleep(2.0)
+        wall = time.perf_counter() - t0
+        problems = [f"Airflow run of {k} ended {v} (see {dep.log_path})" for k, v in sorted(states.items()) if v != "success"]
+    # the processes of each worker that lived from the first sample to the last (the worker and its pool), their PSS summed
+    rss: dict[str, list[float]] = {}
+    for name in pgids:
+        lasting = set(samples[0][name]) & set(samples[-1][name])
+        rss[f"worker {name}"] = [sum(mb for pid, mb in s[name].items() if pid in lasting) for s in samples if lasting <= set(s[name])]
+    return wall, problems, rss
+
+
+def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from pipeline import db
+    from pipeline.schedule import default_day
+
+    home = (args.home / mode).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    settings, server = load_settings_for(home)
+    jobs = write_jobs(settings.jobs_dir, args.jobs)
+    # under Airflow the unpaused DAGs also start their latest scheduled day: the month ends the day before it
+    last = default_day("UTC") - timedelta(days=1 if mode == "cli" else 2)
+    first = last - timedelta(days=args.days - 1)
+    days = [first + timedelta(days=i) for i in range(args.days)]
+    how = "nightscore backfill processes" if mode == "cli" else f"Airflow backfills on {args.workers} Celery workers"
+    print(f"\nnightscore load ({mode}): {len(jobs)} jobs ({', '.join(jobs)}) x {args.days} days ({first}..{last}) at once as {how}, "
+          f"{args.readers} readers; {os.cpu_count()} cores; database {db.safe_url(settings.database_url)}", flush=True)  # fmt: skip
+    prepare(settings, jobs, first, default_day("UTC"), args.customers)
+    eng = db.engine(settings)
+    conns_before = connections(eng)
+
+    readers = Readers(settings.database_url, jobs, days, args.readers)
+    stop_watch = threading.Event()
+    seen: dict[str, Any] = {"max_lock_wait_s": 0.0, "max_connections": 0}
+    watcher = threading.Thread(target=watch_locks, args=(settings.database_url, stop_watch, seen), daemon=True)
+    watcher.start()
+    readers.start()
+    try:
+        if mode == "cli":
+            wall, problems, rss = run_cli(settings, jobs, first, last, home)
+        else:
+            wall, problems, rss = run_airflow(settings, server, jobs, first, last, home, args.workers, args.concurrency, args.active_runs)
+        time.sleep(1.0)  # the readers see the finished month for a moment
+    finally:
+        readers.finish()
+        stop_watch.set()
+        watcher.join()
 
     # the readers' (job, day, run) sightings against the ledger: each the run's whole day
     published = ledger_rows(eng, sorted({r for _, _, r, _ in readers._pending}))
@@ -301,7 +386,6 @@ def main() -> int:
         if published.get(run_id) != rows:
             readers.violations.append(f"{job} {day}: saw {rows} rows of run {run_id[:8]}, which published {published.get(run_id)}")
 
-    problems: list[str] = [f"backfill of {job} exited {code} (see {home}/backfill-{job}.log)" for job, code in codes.items() if code]
     with eng.connect() as conn:
         for job in jobs:
             parts = conn.execute(
@@ -348,25 +432,27 @@ def main() -> int:
             f"{conns_after - conns_before} more database connection(s) after the month than before ({conns_before} → {conns_after})"
         )
     growth = {}
-    for job, samples in rss.items():
+    for who, samples in rss.items():
         if len(samples) >= 4:
             # after its first week (imports, the model and the first days' buffers in place), against its end
             k = len(samples) // 4
-            early = statistics.median([mb for _, mb in samples[k : k + 3]])
-            late = statistics.median([mb for _, mb in samples[-3:]])
-            growth[job] = {"early_mb": round(early, 1), "late_mb": round(late, 1), "ratio": round(late / early, 3)}
+            early = statistics.median(samples[k : k + 3])
+            late = statistics.median(samples[-3:])
+            growth[who] = {"early_mb": round(early, 1), "late_mb": round(late, 1), "ratio": round(late / early, 3)}
             if late > early * 1.25 and late - early > 50:
-                problems.append(f"backfill of {job}: memory grew from {early:.0f} MB to {late:.0f} MB over the month")
+                problems.append(f"{who}: memory grew from {early:.0f} MB to {late:.0f} MB over the month")
     problems += readers.violations[:20]
     lat = sorted(readers.latencies)
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: float("nan"))
     report = {
+        "mode": mode,
         "date": date.today().isoformat(),
         "cores": os.cpu_count(),
         "jobs": jobs,
         "days": args.days,
         "customers": args.customers,
         "readers": args.readers,
+        **({"celery_workers": args.workers, "worker_concurrency": args.concurrency, "max_active_runs": args.active_runs} if mode == "airflow" else {}),
         "wall_seconds": round(wall, 1),
         "days_per_minute": round(len(jobs) * args.days / (wall / 60), 2),
         "reader_queries": len(lat),
@@ -377,19 +463,19 @@ def main() -> int:
         "max_lock_wait_s": round(seen["max_lock_wait_s"], 3),
         "max_connections": seen["max_connections"],
         "connections_before_after": [conns_before, conns_after],
-        "backfill_rss": growth,
+        "rss": growth,
         "problems": problems,
     }
     r = report
-    print(f"\n{len(jobs)} jobs x {args.days} days in {wall / 60:.1f} min: {r['days_per_minute']:.1f} days/min")
+    print(f"\n{mode}: {len(jobs)} jobs x {args.days} days in {wall / 60:.1f} min: {r['days_per_minute']:.1f} days/min")
     print(f"readers: {r['reader_queries']:,} queries, {r['reader_days_checked']:,} published days checked against the ledger; "
           f"latency p50 {r['reader_latency_ms']['p50']:.1f} ms, p99 {r['reader_latency_ms']['p99']:.1f} ms, max {r['reader_latency_ms']['max']:.1f} ms "
           f"(publish lock timeout {settings.publish_lock_timeout_ms} ms); errors: {len(readers.errors)}")  # fmt: skip
     print(f"longest lock wait seen: {r['max_lock_wait_s'] * 1000:.0f} ms; connections {conns_before} before, {conns_after} after, "
           f"{seen['max_connections']} at most")  # fmt: skip
-    for job, g in growth.items():
-        print(f"  backfill {job}: RSS {g['early_mb']:.0f} MB early, {g['late_mb']:.0f} MB at the end ({g['ratio']:.2f}x)")
-    targets = [
+    for who, g in growth.items():
+        print(f"  {who}: {'PSS' if who.startswith('worker') else 'RSS'} {g['early_mb']:.0f} MB after the first week, {g['late_mb']:.0f} MB at the end ({g['ratio']:.2f}x)")
+    r["targets"] = [
         (r["reader_latency_ms"]["p99"] < 100, f"readers' p99 {r['reader_latency_ms']['p99']:.1f} ms (target < 100 ms)"),
         (
             (r["reader_latency_ms"]["max"] or 0) < settings.publish_lock_timeout_ms,
@@ -398,13 +484,31 @@ def main() -> int:
         (not problems, "nothing lost, doubled, half-seen or leaked" if not problems else f"{len(problems)} problem(s)"),
     ]
     print("targets")
-    for ok, text in targets:
+    for ok, text in r["targets"]:
         print(f"  [{'ok' if ok else 'MISSED'}] {text}")
     for p in problems[:30]:
         print(f"  problem: {p}")
+    return report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="nightscore under load (make load)")
+    ap.add_argument("--mode", choices=("cli", "airflow", "both"), default="cli")
+    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--readers", type=int, default=16)
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--workers", type=int, default=2, help="Celery workers (--mode airflow)")
+    ap.add_argument("--concurrency", type=int, default=2, help="tasks at a time per Celery worker (--mode airflow)")
+    ap.add_argument("--active-runs", type=int, default=2, help="max_active_runs of each backfill (--mode airflow)")
+    ap.add_argument("--home", type=Path, default=ROOT / ".nightscore" / "load")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    modes = ["cli", "airflow"] if args.mode == "both" else [args.mode]
+    reports = [run_load(args, mode) for mode in modes]
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    return 0 if all(ok for ok, _ in targets) else 1
+        args.json.write_text(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2, default=str))
+    return 0 if all(ok for r in reports for ok, _ in r["targets"]) else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ before any test module imports it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from pipeline.config import PROJECT_ROOT
+from tools.airflow_celery import connection_env
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="nightscore-airflow-"))
 AIRFLOW_ENV = {
@@ -34,36 +33,6 @@ def airflow_db() -> Path:
     """Migrate the metadata database once per session (a few seconds)."""
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return AIRFLOW_HOME
-
-
-def connection_env(settings) -> dict[str, str]:
-    """The Airflow connections (as AIRFLOW_CONN_* JSON) and nightscore variables a worker would get."""
-    url = make_url(settings.database_url)
-    pg = {
-        "conn_type": "postgres",
-        "login": url.username,
-        "password": url.password or "",
-        "host": url.host or url.query.get("host"),
-        "port": url.port,
-        "schema": url.database,
-    }
-    env = {
-        "AIRFLOW_CONN_NIGHTSCORE_POSTGRES": json.dumps({k: v for k, v in pg.items() if v is not None}),
-        "NIGHTSCORE_HOME": str(settings.home),
-        "NIGHTSCORE_ARTIFACT_URI": settings.artifact_uri,
-        "NIGHTSCORE_THREADS": str(settings.threads),
-        "NIGHTSCORE_BATCH_ROWS": str(settings.batch_rows),
-    }
-    if settings.s3_endpoint_url:
-        env["AIRFLOW_CONN_NIGHTSCORE_S3"] = json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": settings.s3_endpoint_url, "region_name": "us-east-1"},
-            }
-        )
-    return env
 
 
 @pytest.fixture()

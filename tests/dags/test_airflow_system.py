@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,27 +25,11 @@ from sqlalchemy.engine import make_url
 from pipeline import db
 from pipeline.config import PROJECT_ROOT
 from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, _free_port, drop_database, flip_outcomes, shift_day
-from tests.dags.conftest import connection_env
-from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
+from tools.airflow_celery import celery_deployment, connection_env
+from tools.airflow_celery import tail as _tail
+from tools.airflow_local import USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
-
-
-class Api:
-    def __init__(self, url: str) -> None:
-        self.url, self.token, self.password = url, None, ""
-        self.webhook: Webhook | None = None
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.url}{path}", method=method, data=None if body is None else json.dumps(body).encode())
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +47,12 @@ def system_settings(pg_server, trained_template, s3_endpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def airflow_server(system_settings, pg_server, tmp_path_factory):
-    """Airflow with the CeleryExecutor, as the compose stack runs it: api-server, scheduler and dag-processor,
-    and two Celery workers (one task at a time each) named w1 and w2 in nightscore's ledger. Celery's broker is
-    its SQLAlchemy transport on the tests' PostgreSQL (no Redis needed), results in the same database."""
+    """Airflow with the CeleryExecutor, as the compose stack runs it (:func:`tools.airflow_celery.celery_deployment`):
+    api-server, scheduler and dag-processor, and two Celery workers (one task at a time each) named w1 and w2 in
+    nightscore's ledger. Celery's broker is its SQLAlchemy transport on the tests' PostgreSQL (no Redis needed),
+    results in the same database."""
     tmp = tmp_path_factory.mktemp("airflow")
-    home = tmp / "airflow"
-    port = _free_port()
-    metadata = metadata_database(pg_server, f"airflow_{uuid.uuid4().hex[:10]}")  # Airflow's metadata in PostgreSQL
-    broker = make_url(metadata).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    env = airflow_env(home, metadata, port=port, log_ports=(_free_port(), _free_port()))
-    env.update(connection_env(system_settings))
+    env = connection_env(system_settings)
     hook = Webhook()  # the demo job's alerts go here (alerts.webhook_env in churn.yml)
     env["NIGHTSCORE_ALERT_WEBHOOK"] = hook.url
     # the demo job with a deadline, which the demo spec leaves off for `airflow dags test`: 00:00 the next day,
@@ -87,101 +65,18 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
     spec["alerts"]["deadline"] = "00:00"
     (jobs / "churn.yml").write_text(yaml.safe_dump(spec))
     env["NIGHTSCORE_JOBS_DIR"] = str(jobs)
-    env.update(
-        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
-        AIRFLOW__CELERY__BROKER_URL=f"sqla+{broker}",
-        AIRFLOW__CELERY__RESULT_BACKEND=f"db+{broker}",
-        AIRFLOW__CELERY__WORKER_CONCURRENCY="1",
-        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
-    )
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    _create_celery_tables(broker)
-    log_path = tmp / "airflow.log"
-    procs = []
-    with open(log_path, "wb") as log:
-
-        def start(*args: str, **extra: str) -> None:
-            # each in its own process group: stopped with every process it started
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "airflow", *args],
-                    env={**env, **extra},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-        start("api-server")
-        start("scheduler")
-        start("dag-processor")
-        for name in ("w1", "w2"):
-            start(
-                "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1", "--queues", "default",
-                NIGHTSCORE_HOSTNAME=name, AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, 300, procs[0])
-            _wait_workers_ready(log_path, ("w1", "w2"), procs[-2:])
-            api = Api(url)
-            status, body = api.call("POST", "/auth/token", {"username": USER, "password": _secrets(home)["password"]})
-            assert status in (200, 201), body
-            api.token, api.password = body["access_token"], _secrets(home)["password"]
+    try:
+        with celery_deployment(tmp, pg_server, env, workers=("w1", "w2"), port_fn=_free_port, wait_dags=("score_churn",)) as dep:
+            api = dep.api
             api.webhook = hook
-            deadline = time.monotonic() + 180
-            while api.call("GET", "/api/v2/dags/score_churn")[0] != 200:  # the dag-processor's first parse
-                assert time.monotonic() < deadline, f"score_churn never appeared\n{_tail(log_path)}"
-                time.sleep(2)
             # DAGs start paused; runs stay queued on a paused DAG (the UI's backfill form offers to unpause it).
             # Unpausing also lets the scheduler start the latest scheduled day, which fails validation here (no
             # source rows that day); the tests look at their own runs only.
             status, body = api.call("PATCH", "/api/v2/dags/score_churn", {"is_paused": False})
             assert status == 200, body
-            yield api, log_path
-        finally:
-            for proc in reversed(procs):
-                stop_group(proc)
-            hook.close()
-            drop_database(pg_server, metadata)
-
-
-def _create_celery_tables(broker: str) -> None:
-    """Kombu's SQLAlchemy transport creates its tables, and a queue's row, on first use without a retry, so two
-    workers starting together can race on PostgreSQL's catalog or on the row and one of them dies; create them
-    (the ``default`` queue's row, and Celery's result tables) once, here, before any Airflow process starts."""
-    from celery.backends.database.session import SessionManager
-    from kombu import Connection
-
-    with Connection(f"sqla+{broker}") as conn:
-        channel = conn.default_channel  # its first session creates kombu's tables and sequences
-        # and the queue's row: each worker creates it on its first poll when missing, and two workers polling at
-        # once both inserted it (a unique violation killed one: a flake seen once in a fresh-clone run)
-        channel._get_or_create("default")
-        channel.session.close()
-    SessionManager().session_factory(broker).close()
-    eng = sa.create_engine(broker)
-    with eng.connect() as db_conn:
-        tables = set(sa.inspect(db_conn).get_table_names())
-    eng.dispose()
-    assert {"kombu_queue", "kombu_message", "celery_taskmeta"} <= tables, tables
-
-
-def _wait_workers_ready(log_path, names: tuple[str, ...], procs: list[subprocess.Popen], timeout: float = 180) -> None:
-    """Both Celery workers consuming before any run is made: otherwise the first one up takes every shard."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = log_path.read_text(errors="replace")
-        if all(re.search(rf"\b{name}@\S+ ready\.", text) for name in names):
-            return
-        dead = [p.args for p in procs if p.poll() is not None]
-        assert not dead, f"a Celery worker exited: {dead}\n{_tail(log_path)}"
-        assert time.monotonic() < deadline, f"Celery workers not ready\n{_tail(log_path)}"
-        time.sleep(1)
-
-
-def _tail(path, n=60) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+            yield api, dep.log_path
+    finally:
+        hook.close()
 
 
 def _wait_for_runs(api, log_path, path: str, count: int, timeout: float = 480) -> list[dict]:
@@ -230,6 +125,8 @@ def test_sharded_run_spreads_over_both_celery_workers_and_publishes_once(airflow
     assert run["status"] == "succeeded" and run["shards"] == 4 and run["rows_published"] == 3_000
     assert [p["status"] for p in parts] == ["loaded"] * 4 and sum(p["rows_loaded"] for p in parts) == 3_000
     assert {p["owner_host"] for p in parts} == {"w1", "w2"}, ([(p["shard"], p["owner_host"]) for p in parts], _tail(log_path))  # both workers
+    # each worker imported the pipeline's modules once, before its pool forked the tasks (celery_config.warm)
+    assert log_path.read_text(errors="replace").count("the pipeline's modules imported in the Celery worker in") == 2
     assert all(p["owner_task"].startswith(f"score_churn.shard[{p['shard']}] ") for p in parts)
     assert (day.n, day.keys, day.runs) == (3_000, 3_000, 1)  # once, whole, from one run
     # the monitor task's buttons in the UI: the run's report, Data Docs and manifest, presigned links a browser opens
