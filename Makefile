@@ -57,7 +57,7 @@ bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS
 bench-predict: install  ## XGBoost's predict by threads and batch sizes beside Treelite's GTIL and a TL2cgen-compiled model (after make bench; ROWS=N)
 	$(UV) run --frozen --with treelite==4.8.1 --with tl2cgen==1.0.0 python bench/predict_study.py $(if $(ROWS),--rows $(ROWS),)
 
-load: install  ## 4 jobs x 30 days of backfill at once with 16 readers, then checks (embedded or NIGHTSCORE_DATABASE_URL's server); not part of make test
+load: install  ## 4 jobs x 30 days of backfill at once with 16 readers, then checks (embedded or NIGHTSCORE_DATABASE_URL's server; LOAD_ARGS="--mode airflow" on the Celery deployment, "--mode both"); not part of make test
 	$(UV) run --frozen python bench/load.py $(LOAD_ARGS)
 
 docs: install  ## the documentation site (docs/, MkDocs Material) into .nightscore/site, checked --strict; the job spec's key table first

@@ -6,7 +6,9 @@ module the worker imported before forking its pool costs the task nothing. Left 
 task imported Great Expectations again: 4 s of CPU here, more than scoring a 20,000-row day. Only imports
 happen before the fork; no thread pool of XGBoost or Arrow has run in the worker, so the forked tasks start
 theirs afresh. The scheduler and the api-server import this module too (to build the Celery app), but only a
-worker sends ``worker_init``, so they import nothing more.
+worker sends ``worker_init``, so they import nothing more. ``NIGHTSCORE_WARM_WORKERS=0`` turns it off: every
+task then imports the pipeline afresh, and an edit of ``pipeline/`` reaches the next task without restarting
+the worker (with it on, restart the worker after an edit).
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ def warm(**_: Any) -> None:
     """Import :data:`WARM_MODULES` in the worker's main process (before the pool forks); a module that fails
     to import is logged and left to the task, which then fails with the real error where it can be read."""
     import importlib
+    import os
 
+    if os.environ.get("NIGHTSCORE_WARM_WORKERS", "1").strip().lower() in ("0", "false", "no"):
+        log.info("nightscore: NIGHTSCORE_WARM_WORKERS=%s: each task imports the pipeline itself", os.environ["NIGHTSCORE_WARM_WORKERS"])
+        return
     started = time.perf_counter()
     for name in WARM_MODULES:
         try:

@@ -4,8 +4,6 @@ day, and the expected confusion counts within their noise; miscalibrated scores 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -151,12 +149,16 @@ def test_the_calibration_map_is_monotone_and_small():
     assert pav(np.array([1.0, 3.0, 2.0, 4.0]), np.ones(4)).tolist() == [1.0, 2.5, 2.5, 4.0]
 
 
-def test_a_million_scores_are_estimated_well_under_a_second():
+def test_a_million_calibrated_scores_estimate_the_day_their_labels_then_realize():
+    """A day's worth of scores (their speed is measured by make bench, not here): labels drawn from the
+    scores themselves realize an AUC within 0.002 of the estimate, and confusion counts within 5 standard
+    deviations of the expected ones."""
     rng = np.random.default_rng(0)
     p = rng.beta(2, 5, 1_000_000)
-    estimate_scores(p[:1000], 0.5)  # warm
-    t0 = time.perf_counter()
-    est = estimate_scores(p, 0.5)
-    seconds = time.perf_counter() - t0
-    print(f"estimate of 1,000,000 scores: {seconds:.3f} s")
-    assert seconds < 1.0 and 0.5 < est["auc"] < 1.0
+    y = (rng.random(len(p)) < p).astype(np.int8)
+    est = estimate_scores(rng.permutation(p), 0.5)
+    assert abs(est["auc"] - auc(y, p)) < 0.002
+    decided = p >= 0.5
+    sd = np.sqrt(float((p * (1 - p))[decided].sum()))
+    assert abs(est["expected_tp"] - int(y[decided].sum())) < 5 * sd
+    assert abs(est["expected_fp"] - int((1 - y[decided]).sum())) < 5 * sd
