@@ -295,7 +295,7 @@ def run_airflow(
 ) -> tuple[float, list[str], dict[str, list[float]]]:
     """Each job's month as an Airflow backfill (REST, as the UI's form), all at once, on the Celery deployment.
     Returns the wall seconds from the first backfill created to the last run ended, the problems (a run that
-    did not succeed) and, per worker, the RSS of its processes that lived through the whole month."""
+    did not succeed) and, per worker, the PSS of its processes that lived through the whole month."""
     from tools.airflow_celery import celery_deployment, connection_env, tail
 
     env = {**connection_env(settings), "NIGHTSCORE_JOBS_DIR": str(settings.jobs_dir)}

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT, Settings
+from tools.airflow_celery import free_port
 
 # what a test needs, as a marker: every test carries at least one (pytest_collection_modifyitems refuses an
 # unmarked one), so `make test-unit` (-m unit) runs only the pure tests and a slow test cannot hide among them
@@ -152,27 +153,7 @@ def s3_endpoint():
     moto.stop()
 
 
-_PORTS_GIVEN: set[int] = set()
-
-
-def _free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (Linux: from 32768). A server started with it
-    binds some of its ports only later (SeaweedFS's WebDAV once S3 answers); an ephemeral port could meanwhile
-    be taken by any outgoing connection, which happened once and stopped SeaweedFS mid-session."""
-    import random
-    import socket
-
-    while True:
-        port = random.randrange(20_000, 32_000)
-        if port in _PORTS_GIVEN:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _PORTS_GIVEN.add(port)
-        return port
+_free_port = free_port  # the suite's servers and the Celery deployment draw from one set of given ports
 
 
 def start_seaweedfs(data: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):

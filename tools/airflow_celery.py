@@ -83,18 +83,27 @@ def connection_env(settings: Any) -> dict[str, str]:
     return env
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (from 32768)."""
+    """A free loopback port below the kernel's ephemeral range (Linux: from 32768), never one given before in
+    this process. A server started with it binds some of its ports only later (SeaweedFS's WebDAV once S3
+    answers); an ephemeral port could meanwhile be taken by any outgoing connection, which happened once and
+    stopped SeaweedFS mid-session."""
     import random
     import socket
 
     while True:
         port = random.randrange(20_000, 32_000)
+        if port in _PORTS_GIVEN:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _PORTS_GIVEN.add(port)
         return port
 
 
