@@ -127,6 +127,7 @@ class Readers:
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(count)]
         self._lock = threading.Lock()
+        self.slowest: dict[str, Any] | None = None  # the slowest query: how long, which, when (UTC)
         self.role = "nightscore_reader"
         self._pending: list[tuple[str, date, str, int]] = []  # (job, day, run, rows) seen, checked against the ledger at the end
 
@@ -180,6 +181,10 @@ class Readers:
                     continue
                 with self._lock:
                     self.latencies += [took, took2]
+                    slow, which = max((took, "the day's count"), (took2, "a predictions_latest lookup"))
+                    if self.slowest is None or slow * 1000 > self.slowest["ms"]:
+                        at = time.strftime("%H:%M:%S", time.gmtime(time.time() - slow))
+                        self.slowest = {"ms": round(slow * 1000, 1), "query": f"{which} ({job} {day})", "at": at}
                     if rows:
                         self.checked_days += 1
                         if runs != 1:
@@ -203,7 +208,8 @@ def ledger_rows(eng: Any, run_ids: list[str]) -> dict[str, int]:
 
 
 def watch_locks(url: str, stop: threading.Event, seen: dict[str, Any]) -> None:
-    """The longest wait on a lock in pg_stat_activity, sampled every 50 ms."""
+    """The longest wait on a lock in pg_stat_activity, sampled every 50 ms, with who waited (application,
+    statement) and who held the lock: the analysis a lock wait needs."""
     import psycopg2
 
     conn = psycopg2.connect(url, application_name="nightscore-load-watch")
@@ -212,13 +218,22 @@ def watch_locks(url: str, stop: threading.Event, seen: dict[str, Any]) -> None:
         with conn.cursor() as cur:
             while not stop.is_set():
                 cur.execute(
-                    "SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0), "
-                    "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) "
-                    "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    "SELECT extract(epoch FROM now() - w.query_start), w.application_name, left(w.query, 120), "
+                    "  (SELECT string_agg(coalesce(nullif(b.application_name, ''), b.usename::text) || ': ' || left(b.query, 80), ' | ') "
+                    "     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid))), "
+                    "  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) "
+                    "FROM pg_stat_activity w WHERE w.datname = current_database() AND w.wait_event_type = 'Lock' "
+                    "ORDER BY w.query_start LIMIT 1"
                 )
-                wait, conns = cur.fetchone()
-                if float(wait) > seen["max_lock_wait_s"]:
-                    seen["max_lock_wait_s"] = float(wait)
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                    conns = cur.fetchone()[0]
+                else:
+                    wait, app, query, blockers, conns = row
+                    if float(wait) > seen["max_lock_wait_s"]:
+                        seen["max_lock_wait_s"] = float(wait)
+                        seen["max_lock_wait"] = {"seconds": round(float(wait), 3), "waiter": app or "", "query": " ".join(query.split()), "held_by": blockers or ""}
                 seen["max_connections"] = max(seen["max_connections"], int(conns))
                 time.sleep(0.05)
     finally:
@@ -298,7 +313,12 @@ def run_airflow(
     did not succeed) and, per worker, the PSS of its processes that lived through the whole month."""
     from tools.airflow_celery import celery_deployment, connection_env, tail
 
-    env = {**connection_env(settings), "NIGHTSCORE_JOBS_DIR": str(settings.jobs_dir)}
+    env = {
+        **connection_env(settings),
+        "NIGHTSCORE_JOBS_DIR": str(settings.jobs_dir),
+        # Airflow's default, as in the compose stack (the system test's 5 s re-parses every DAG file 6x as often)
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+    }
     names = tuple(f"w{i + 1}" for i in range(workers))
     with celery_deployment(home / "celery", server, env, workers=names, concurrency=concurrency, wait_dags=tuple(f"score_{j}" for j in jobs)) as dep:
         api = dep.api
@@ -461,6 +481,8 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "reader_latency_ms": {"p50": round(pct(0.50), 2), "p99": round(pct(0.99), 2), "max": round(lat[-1] * 1000, 2) if lat else None},
         "publish_lock_timeout_ms": settings.publish_lock_timeout_ms,
         "max_lock_wait_s": round(seen["max_lock_wait_s"], 3),
+        "max_lock_wait": seen.get("max_lock_wait"),
+        "slowest_reader_query": readers.slowest,
         "max_connections": seen["max_connections"],
         "connections_before_after": [conns_before, conns_after],
         "rss": growth,
@@ -473,6 +495,11 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
           f"(publish lock timeout {settings.publish_lock_timeout_ms} ms); errors: {len(readers.errors)}")  # fmt: skip
     print(f"longest lock wait seen: {r['max_lock_wait_s'] * 1000:.0f} ms; connections {conns_before} before, {conns_after} after, "
           f"{seen['max_connections']} at most")  # fmt: skip
+    if r["max_lock_wait"]:
+        w = r["max_lock_wait"]
+        print(f"  the longest waiter: {w['waiter'] or '(no application name)'}: {w['query']}\n  held by: {w['held_by'] or '(gone)'}")
+    if readers.slowest:
+        print(f"  the slowest reader query: {readers.slowest['ms']:.0f} ms, {readers.slowest['query']}, {readers.slowest['at']}")
     for who, g in growth.items():
         print(f"  {who}: {'PSS' if who.startswith('worker') else 'RSS'} {g['early_mb']:.0f} MB after the first week, {g['late_mb']:.0f} MB at the end ({g['ratio']:.2f}x)")
     r["targets"] = [

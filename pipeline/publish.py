@@ -339,14 +339,16 @@ def drop_loading_table(eng: Engine, name: str) -> None:
 
 
 def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
-    """Take the day's locks, waiting at most ``publish_lock_timeout_ms`` each try, and swap the loaded table in.
+    """Take the day's locks and swap the loaded table in, each try within ``publish_lock_timeout_ms``.
 
-    While the swap waits for a lock, every new query on ``predictions`` queues behind it; so it never waits
-    long: after each timed-out try it lets them through, names the sessions in its way, backs off and tries
-    again until ``publish_deadline_s``. Returns whether an older copy of the day was replaced."""
+    While the swap waits for a lock, and while it runs, every new query on ``predictions`` queues behind it; so
+    one try never holds them up longer than the timeout: the wait for the locks gets three quarters of it and
+    the swap the rest. After a try that ran out, it lets the queue through, names the sessions in its way,
+    backs off and tries again until ``publish_deadline_s``. Returns whether an older copy of the day was replaced."""
     from psycopg2 import errors as pgerrors
 
     timeout_ms = settings.publish_lock_timeout_ms
+    lock_ms = max(1, timeout_ms * 3 // 4)
     deadline = time.monotonic() + settings.publish_deadline_s
     pause, tries = 0.2, 0
     while True:
@@ -354,10 +356,15 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
         raw = eng.raw_connection()
         try:
             with closing(raw.cursor()) as cur:
-                cur.execute(db.query_text("set_lock_timeout"), {"timeout": int(timeout_ms)})
-                cur.execute(db.query_text("set_statement_timeout"), {"timeout": int(timeout_ms)})  # all the locks in one bound
+                cur.execute(db.query_text("set_lock_timeout"), {"timeout": lock_ms})
+                cur.execute(db.query_text("set_statement_timeout"), {"timeout": lock_ms})  # all the locks in one bound
+                began, stage = time.monotonic(), "locks"
                 try:
                     cur.execute(db.query_text("lock_partition"), params)
+                    stage = "swap"
+                    left_ms = max(1, timeout_ms - int((time.monotonic() - began) * 1000))
+                    cur.execute(db.query_text("set_statement_timeout"), {"timeout": left_ms})
+                    cur.execute(db.query_text("publish_swap"), params)
                 except (pgerrors.LockNotAvailable, pgerrors.QueryCanceled):
                     raw.rollback()
                     in_the_way = publish_blockers(eng, params["leaf"]) or "sessions that have since finished"
@@ -372,9 +379,10 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                             "The published day was left as it was",
                         ) from None
                     log.warning(
-                        "publish of %s %s: locks not free within %d ms (try %d, %.1f s so far); waiting for %s",
+                        "publish of %s %s: %s within %d ms (try %d, %.1f s so far); waiting for %s",
                         params["job"],
                         params["ds"],
+                        "locks not free" if stage == "locks" else "locks taken but the swap not done",
                         timeout_ms,
                         tries,
                         waited,
@@ -383,8 +391,6 @@ def _swap(settings: Settings, eng: Engine, params: dict[str, Any]) -> bool:
                     time.sleep(pause)
                     pause = min(pause * 2, 10.0)
                     continue
-                cur.execute(db.query_text("reset_statement_timeout"))
-                cur.execute(db.query_text("publish_swap"), params)
                 row = cur.fetchone()
                 failpoints.reached("swap")
             raw.commit()

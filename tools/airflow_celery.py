@@ -180,6 +180,7 @@ def celery_deployment(
     metadata = metadata_database(server_url, f"airflow_{uuid.uuid4().hex[:10]}")  # Airflow's metadata in PostgreSQL
     broker = make_url(metadata).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     env = airflow_env(home / "airflow", metadata, port=port, log_ports=(port_fn(), port_fn()))
+    env["AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL"] = "5"  # a new spec's DAG soon (env_extra may say otherwise)
     env.update(env_extra)
     env.update(
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -188,7 +189,6 @@ def celery_deployment(
         AIRFLOW__CELERY__WORKER_CONCURRENCY=str(concurrency),
         # the pipeline's modules imported once per worker, before its pool forks (as the compose stack does)
         AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS="nightscore_airflow.celery_config.CELERY_CONFIG",
-        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
     )
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     create_celery_tables(broker)

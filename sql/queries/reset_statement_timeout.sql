@@ -1,2 +1,0 @@
--- reset_statement_timeout
-SET LOCAL statement_timeout TO DEFAULT
