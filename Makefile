@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 PYTEST_ARGS ?=
 ROWS ?=
 
-.PHONY: help install run test test-unit lint airflow bench bench-predict load docs stop clean compose-secrets
+.PHONY: help install run test test-unit lint airflow bench bench-beside bench-predict load docs stop clean compose-secrets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,8 +51,11 @@ airflow: install  ## Airflow 3 on the embedded defaults: demo data, the demo job
 	$(UV) run --frozen nightscore quickstart
 	$(UV) run --frozen python tools/airflow_local.py
 
-bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS=N for one size); not part of make test
-	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),)
+bench: install  ## nightscore against the pandas recipe at 100k/1M/5M rows (ROWS=N for one size, JSON=FILE keeps the results); not part of make test
+	$(UV) run --frozen python bench/run_bench.py $(if $(ROWS),--rows $(ROWS),) $(if $(JSON),--json $(JSON),)
+
+bench-beside: install  ## results of several machines side by side: FILES="this.json that.json" (each from make bench's --json)
+	$(UV) run --frozen python bench/beside.py $(FILES)
 
 bench-predict: install  ## XGBoost's predict by threads and batch sizes beside Treelite's GTIL and a TL2cgen-compiled model (after make bench; ROWS=N)
 	$(UV) run --frozen --with treelite==4.8.1 --with tl2cgen==1.0.0 python bench/predict_study.py $(if $(ROWS),--rows $(ROWS),)

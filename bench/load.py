@@ -19,8 +19,9 @@ What it runs, on the embedded PostgreSQL or the one ``NIGHTSCORE_DATABASE_URL`` 
 It reports days per minute, the readers' latency (p50, p99, max) beside the publish lock timeout, the longest
 lock wait seen in ``pg_stat_activity``, and checks at the end: every day published exactly once, every ledger
 row truthful, no reader ever saw a partial day, and no leak across the month (the memory of each backfill
-process, or of each Celery worker's long-lived processes, after the first week and at the end; the
-database's connections before and after). Under Airflow, every backfill run must also end in success.
+process, or of each Celery worker's long-lived processes, at each quarter of the month: still growing over
+its second half is a leak; the database's connections before and after). Under Airflow, every backfill run
+must also end in success.
 """
 
 from __future__ import annotations
@@ -49,17 +50,12 @@ DEMO = ("churn", "basket_value", "plan_choice")
 def load_settings_for(home: Path) -> tuple[Any, str]:
     """A fresh database ``nightscore_load`` on the given or the embedded server, and a fresh artifact folder;
     the settings, and the server's URL."""
-    import sqlalchemy as sa
-
     from pipeline import db
     from pipeline.config import load_settings
 
     base = load_settings()
     server = base.database_url or db.start_embedded(base.home)
-    admin = sa.create_engine(sa.make_url(server).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
-    admin.dispose()
+    db.drop_database(server, DB_NAME)
     shutil.rmtree(home / "artifacts", ignore_errors=True)
     settings = base.with_overrides(
         database_url=db.ensure_database(server, DB_NAME), artifact_uri=str(home / "artifacts"), jobs_dir=home / "jobs", home=home
@@ -258,10 +254,10 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def group_pss(pgid: int) -> dict[int, float]:
-    """Proportional memory (PSS, MB: pages shared between processes counted once in all) of every process in
-    the process group ``pgid``: a Celery worker and its pool, whose forks share most of their pages."""
-    out: dict[int, float] = {}
+def group_pss(pgid: int) -> dict[int, tuple[float, float]]:
+    """(PSS, RSS) in MB of every process in the process group ``pgid``: a Celery worker and its pool, whose forks
+    share most of their pages. PSS counts a shared page once in all; RSS counts it in each process."""
+    out: dict[int, tuple[float, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -270,12 +266,26 @@ def group_pss(pgid: int) -> dict[int, float]:
             fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
             if int(fields[2]) != pgid:
                 continue
-            for line in (entry / "smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    out[int(entry.name)] = int(line.split()[1]) / 1024
-        except (OSError, ValueError):
+            kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in (entry / "smaps_rollup").read_text().splitlines()[1:])}
+            out[int(entry.name)] = (kb["Pss"] / 1024, kb["Rss"] / 1024)
+        except (OSError, ValueError, KeyError):
             continue
     return out
+
+
+def memory_growth(who: str, samples: list[float], rss: list[float] | None = None) -> tuple[dict[str, Any], str | None]:
+    """The memory at each quarter of the month (the first after a week: imports, the model and the first days'
+    buffers in place), and a problem if it still grew over the month's second half: a leak grows all month,
+    while a forked pool's pages, written to one by one (copy-on-write), stop growing once each has been."""
+    q = [statistics.median(samples[max(0, i * len(samples) // 4 - 1) : i * len(samples) // 4 + 2]) for i in (1, 2, 3)]
+    q.append(statistics.median(samples[-3:]))
+    g: dict[str, Any] = {"quarters_mb": [round(x, 1) for x in q], "early_mb": round(q[0], 1), "late_mb": round(q[-1], 1), "ratio": round(q[-1] / q[0], 3)}
+    if rss:
+        g["rss_early_late_mb"] = [round(statistics.median(rss[len(rss) // 4 : len(rss) // 4 + 3]), 1), round(statistics.median(rss[-3:]), 1)]
+    mid, late = q[1], q[-1]
+    if late > mid * 1.10 and late - mid > 25:
+        return g, f"{who}: memory still grew over the month's second half, {mid:.0f} MB to {late:.0f} MB (a leak?)"
+    return g, None
 
 
 def run_cli(settings: Any, jobs: list[str], first: date, last: date, home: Path) -> tuple[float, list[str], dict[str, list[float]]]:
@@ -336,7 +346,7 @@ def run_airflow(
             if status != 200:
                 raise SystemExit(f"Airflow refused the backfill of score_{job}: {status} {body}")
         pgids = {name: proc.pid for name, proc in dep.workers.items()}  # each worker leads its own process group
-        samples: list[dict[str, dict[int, float]]] = []
+        samples: list[dict[str, dict[int, tuple[float, float]]]] = []
         want = len(jobs) * ((last - first).days + 1)
         states: dict[str, str] = {}
         deadline = time.monotonic() + 4 * 3600
@@ -358,7 +368,9 @@ def run_airflow(
     rss: dict[str, list[float]] = {}
     for name in pgids:
         lasting = set(samples[0][name]) & set(samples[-1][name])
-        rss[f"worker {name}"] = [sum(mb for pid, mb in s[name].items() if pid in lasting) for s in samples if lasting <= set(s[name])]
+        whole = [s[name] for s in samples if lasting <= set(s[name])]
+        rss[f"worker {name}"] = [sum(mb[0] for pid, mb in s.items() if pid in lasting) for s in whole]
+        rss[f"worker {name} rss"] = [sum(mb[1] for pid, mb in s.items() if pid in lasting) for s in whole]
     return wall, problems, rss
 
 
@@ -453,14 +465,10 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         )
     growth = {}
     for who, samples in rss.items():
-        if len(samples) >= 4:
-            # after its first week (imports, the model and the first days' buffers in place), against its end
-            k = len(samples) // 4
-            early = statistics.median(samples[k : k + 3])
-            late = statistics.median(samples[-3:])
-            growth[who] = {"early_mb": round(early, 1), "late_mb": round(late, 1), "ratio": round(late / early, 3)}
-            if late > early * 1.25 and late - early > 50:
-                problems.append(f"{who}: memory grew from {early:.0f} MB to {late:.0f} MB over the month")
+        if len(samples) >= 8 and not who.endswith(" rss"):
+            growth[who], problem = memory_growth(who, samples, rss.get(f"{who} rss"))
+            if problem:
+                problems.append(problem)
     problems += readers.violations[:20]
     lat = sorted(readers.latencies)
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: float("nan"))
@@ -501,7 +509,10 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     if readers.slowest:
         print(f"  the slowest reader query: {readers.slowest['ms']:.0f} ms, {readers.slowest['query']}, {readers.slowest['at']}")
     for who, g in growth.items():
-        print(f"  {who}: {'PSS' if who.startswith('worker') else 'RSS'} {g['early_mb']:.0f} MB after the first week, {g['late_mb']:.0f} MB at the end ({g['ratio']:.2f}x)")
+        kind = "PSS" if who.startswith("worker") else "RSS"
+        quarters = " / ".join(f"{x:.0f}" for x in g["quarters_mb"])
+        also = f"; its processes' RSS {g['rss_early_late_mb'][0]:.0f} / {g['rss_early_late_mb'][1]:.0f} MB" if "rss_early_late_mb" in g else ""
+        print(f"  {who}: {kind} a week in / mid-month / three weeks in / at the end {quarters} MB ({g['ratio']:.2f}x){also}")
     r["targets"] = [
         (r["reader_latency_ms"]["p99"] < 100, f"readers' p99 {r['reader_latency_ms']['p99']:.1f} ms (target < 100 ms)"),
         (

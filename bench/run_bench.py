@@ -1065,6 +1065,7 @@ def main() -> int:
                 {
                     "date": date.today().isoformat(),
                     "cores": os.cpu_count(),
+                    "machine": machine(),
                     "total_seconds": round(total),
                     "results": results,
                     "misses": misses,
@@ -1073,6 +1074,16 @@ def main() -> int:
             )
         )
     return 1 if (args.check and misses) else 0
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark, for the table of several machines (bench/beside.py)."""
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    except OSError:
+        cpu = platform.processor()
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "system": platform.system()}
 
 
 def print_table(n: int, res: dict[str, dict[str, Any]]) -> None:

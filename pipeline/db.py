@@ -66,6 +66,17 @@ def ensure_database(server_url: str, name: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+def drop_database(server_url: str, name: str) -> None:
+    """Drop the database ``name`` on the server of ``server_url`` if it exists, ending its sessions (a test's,
+    the load's or a deployment's scratch database; never one of nightscore's own)."""
+    admin = sa.create_engine(make_url(server_url).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(query_with_identifiers("drop_database", database=name))
+    finally:
+        admin.dispose()
+
+
 def stop_embedded(home: Path) -> bool:
     """Stop the embedded server if it runs. Returns whether one was running."""
     from pipeline.embedded import EmbeddedServer

@@ -84,11 +84,8 @@ def create_database(server_url: str, template: str | None = None) -> str:
 
 
 def drop_database(server_url: str, url: str) -> None:
-    db.dispose_all()
-    admin = _admin(server_url)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    db.dispose_all()  # the suite's pooled connections to it first
+    db.drop_database(server_url, str(make_url(url).database))
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import db
 from tools.airflow_local import USER, _secrets, airflow_env, metadata_database, stop_group, wait_healthy
 
 
@@ -226,14 +227,4 @@ def celery_deployment(
     finally:
         for proc in reversed(deployment.procs):
             stop_group(proc)
-        _drop_database(server_url, make_url(metadata).database)
-
-
-def _drop_database(server_url: str, name: str | None) -> None:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    admin = sa.create_engine(make_url(server_url).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        db.drop_database(server_url, str(make_url(metadata).database))

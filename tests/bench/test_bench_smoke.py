@@ -117,6 +117,24 @@ def test_bench_smoke(pg_server, tmp_path):
             runs = result[what]["all_seconds"]
             assert len(runs) == 3 and round(result[what]["seconds"], 4) == sorted(runs)[1], (what, result[what])
         assert len(result["baseline"]["all_seconds"]) == 3  # the ratio's denominator is the baseline's median too
+        # another machine's results join this run's (make bench-beside): here a stored run of the 2-core machine
+        stored = PROJECT_ROOT / "bench" / "results-2026-12-07-stream-kinds-explain.json"
+        beside = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "bench" / "beside.py"), str(tmp_path / "r.json"), str(stored)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert beside.returncode == 0, beside.stderr
+        machine = json.loads((tmp_path / "r.json").read_text())["machine"]
+        assert machine["cores"] == os.cpu_count() and machine["python"]
+        assert "### 10,000 rows" in beside.stdout and "### 1,000,000 rows" in beside.stdout
+        one_m = beside.stdout.split("### 1,000,000 rows")[1]
+        assert "| nightscore end to end (score_partition) |  | 5.70 |" in one_m  # this run has no 1M column
+        assert "| binary ÷ its serial bare chain (target ≤ 1.0x) |  | 1.48x |" in one_m
+        ten_k = beside.stdout.split("### 10,000 rows")[1].split("###")[0]
+        line = next(x for x in ten_k.splitlines() if x.startswith("| nightscore end to end (score_partition) |"))
+        assert line.endswith(" |  |") and f"{result['nightscore']['seconds']:.2f}" in line
     finally:
         admin = sa.create_engine(make_url(pg_server).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
