@@ -54,11 +54,11 @@ def build_evaluation_dag(spec: JobSpec) -> DAG:
         job = spec.name
         asset = performance_asset(job)
 
-        @task(execution_timeout=timedelta(hours=2))
+        @task(execution_timeout=timedelta(hours=2), multiple_outputs=False)
         def evaluate() -> dict[str, Any]:
             return tasks.evaluate(job, get_current_context())
 
-        @task(execution_timeout=timedelta(minutes=10), outlets=[asset])
+        @task(execution_timeout=timedelta(minutes=10), outlets=[asset], multiple_outputs=False)
         def performance_alert(result: dict[str, Any]) -> dict[str, Any]:
             """Skipped unless a day's performance reached its alert level; then its Asset event starts train_<job>."""
             if result["alert"] is None:

@@ -58,7 +58,7 @@ def build_training_dag(spec: JobSpec) -> DAG:
     ) as dag:
         job = spec.name
 
-        @task(execution_timeout=timedelta(hours=3))
+        @task(execution_timeout=timedelta(hours=3), multiple_outputs=False)
         def train() -> dict[str, Any]:
             return tasks.train(job, get_current_context())
 

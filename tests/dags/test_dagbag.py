@@ -50,6 +50,8 @@ def test_every_dag_is_tagged_documented_owned_and_retried(dagbag):
             assert t.retry_exponential_backoff > 0, f"{dag_id}.{t.task_id} has no exponential backoff"
             assert t.execution_timeout is not None, f"{dag_id}.{t.task_id} has no execution_timeout"
             assert t.owner not in (None, "", "airflow"), f"{dag_id}.{t.task_id} has no owner"
+            # one XCom per task, not one per key of its dict (each key cost an API call: 23 s for the monitor's)
+            assert not getattr(t, "multiple_outputs", False), f"{dag_id}.{t.task_id} pushes each key of its result as an XCom"
 
 
 def test_scoring_dag_shape(dagbag):
