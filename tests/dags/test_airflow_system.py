@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 
 from pipeline import db
 from pipeline.config import PROJECT_ROOT
-from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, _free_port, drop_database, flip_outcomes, shift_day
-from tools.airflow_celery import celery_deployment, connection_env
+from tests.conftest import CHROMIUM, DAY, NO_CHROMIUM, Webhook, drop_database, flip_outcomes, shift_day
+from tools.airflow_celery import celery_deployment, connection_env, free_port
 from tools.airflow_celery import tail as _tail
 from tools.airflow_local import USER
 
@@ -66,7 +66,7 @@ def airflow_server(system_settings, pg_server, tmp_path_factory):
     (jobs / "churn.yml").write_text(yaml.safe_dump(spec))
     env["NIGHTSCORE_JOBS_DIR"] = str(jobs)
     try:
-        with celery_deployment(tmp, pg_server, env, workers=("w1", "w2"), port_fn=_free_port, wait_dags=("score_churn",)) as dep:
+        with celery_deployment(tmp, pg_server, env, workers=("w1", "w2"), port_fn=free_port, wait_dags=("score_churn",)) as dep:
             api = dep.api
             api.webhook = hook
             # DAGs start paused; runs stay queued on a paused DAG (the UI's backfill form offers to unpause it).
